@@ -1,0 +1,34 @@
+#pragma once
+// Negative-condition strategies of NegFaceDiff guidance and their names in configuration files.
+//
+// For each identity p+ the sampler needs a negative condition p-. The strategies are
+//   far    : the candidate with the lowest cosine similarity to p+ (NegFaceDiff "Far-Neg", `fc`)
+//   close  : the candidate with the highest cosine similarity to p+
+//   median : the candidate at the median position of the similarity ranking
+//   random : a seeded pseudo-random candidate
+//   zero   : the all-zero 512-vector (no pool row; index -1)
+//   none   : no negative at all (no pool row; index -1)
+// The exact definitions (similarity, ties, median position, random hash) are in similarity.hpp and
+// selection.hpp. Ref: NegFaceDiff sampler, see ../shared/docs/idiff-face-model.md ("Negative context").
+#include <string>
+
+namespace adaptdiff::negatives {
+
+/// How the negative condition of an identity is chosen.
+enum class Strategy { kFar, kClose, kMedian, kRandom, kZero, kNone };
+
+/// Parses a strategy name: "far" | "close" | "median" | "random" | "zero" | "none" (exact, lower case).
+/// Throws adaptdiff::ConfigError naming the bad value and listing the valid names.
+Strategy parse_strategy(const std::string& name);
+
+/// The configuration name of `strategy` (the inverse of parse_strategy), e.g. "far".
+const char* to_string(Strategy strategy);
+
+/// True for the strategies whose choice depends on cosine similarities (far, close, median).
+bool uses_similarity_ranking(Strategy strategy);
+
+/// True for the strategies that pick a row of the candidate pool (far, close, median, random);
+/// false for zero and none, whose negative index is always -1.
+bool picks_pool_row(Strategy strategy);
+
+}  // namespace adaptdiff::negatives
