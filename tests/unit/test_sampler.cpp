@@ -1,0 +1,200 @@
+// Schedule constants, guidance weights, DDPM/DDIM updates and per-sample noise, checked against closed-form
+// values computed independently in float64.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.hpp"
+#include "model/loader.hpp"
+#include "sampler/guidance.hpp"
+#include "sampler/noise.hpp"
+#include "sampler/samplers.hpp"
+#include "sampler/schedule.hpp"
+
+namespace s = adaptdiff::sampler;
+
+namespace {
+
+double rel_err(const torch::Tensor& out, const torch::Tensor& ref) {
+  const auto r = ref.to(torch::kFloat64);
+  return (out.to(torch::kFloat64) - r).norm().item<double>() / r.norm().item<double>();
+}
+
+TEST(Schedule, LinearMatchesClosedForm) {
+  const auto sch = s::Schedule::linear(1000, 1e-4, 0.02);
+  // Independent float64 recomputation; float32 storage and log/cumsum/exp give ~1e-6 relative error.
+  std::vector<double> beta(1000), abar(1000);
+  double prod = 1.0;
+  for (int i = 0; i < 1000; ++i) {
+    beta[i] = 1e-4 + (0.02 - 1e-4) * i / 999.0;
+    prod *= 1.0 - beta[i];
+    abar[i] = prod;
+  }
+  const auto beta_t = torch::tensor(beta, torch::kFloat64);
+  const auto abar_t = torch::tensor(abar, torch::kFloat64);
+  EXPECT_LT(rel_err(sch.betas, beta_t), 1e-6);
+  EXPECT_LT(rel_err(sch.alpha_bars, abar_t), 1e-5);
+  EXPECT_LT(rel_err(sch.coef, beta_t / torch::sqrt(1 - abar_t)), 1e-5);
+  EXPECT_LT(rel_err(sch.sqrt_alphas_inv, 1 / torch::sqrt(1 - beta_t)), 1e-6);
+  EXPECT_FLOAT_EQ(sch.alpha_bar_prev(0), 1.0f);
+  EXPECT_EQ(sch.alpha_bar_prev(500), sch.alpha_bar(499));
+  // T scaling: betas for T = 500 are 2x larger at both ends.
+  const auto half = s::Schedule::linear(500, 1e-4, 0.02);
+  EXPECT_NEAR(half.betas[0].item<double>(), 2e-4, 1e-9);
+  EXPECT_NEAR(half.betas[499].item<double>(), 0.04, 1e-8);
+  EXPECT_THROW(s::Schedule::linear(1, 1e-4, 0.02), adaptdiff::ConfigError);
+}
+
+TEST(Schedule, BufferCheckCatchesAnotherT) {
+  const auto sch = s::Schedule::linear(1000, 1e-4, 0.02);
+  EXPECT_NO_THROW(s::check_schedule_buffers(sch, sch.checkpoint_buffers(), "ckpt"));
+  const auto other = s::Schedule::linear(1000, 1e-4, 0.03);
+  EXPECT_THROW(s::check_schedule_buffers(sch, other.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
+  const auto shorter = s::Schedule::linear(500, 1e-4, 0.02);
+  EXPECT_THROW(s::check_schedule_buffers(sch, shorter.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
+}
+
+TEST(Guidance, WeightsFollowTheirFormulas) {
+  const auto none = s::make_guidance_schedule("none", 0.5, 1.0);
+  const auto constant = s::make_guidance_schedule("constant", 0.5, 1.0);
+  const auto linear = s::make_guidance_schedule("linear", 0.5, 2.0);
+  const auto reverse = s::make_guidance_schedule("reverse", 0.5, 2.0);
+  for (int64_t i : {0, 1, 250, 999}) {
+    EXPECT_EQ(none->weight(i, 1000), 0.0);
+    EXPECT_EQ(constant->weight(i, 1000), 0.5);
+    EXPECT_DOUBLE_EQ(linear->weight(i, 1000), 2.0 * (1.0 - i / 1000.0));
+    EXPECT_DOUBLE_EQ(reverse->weight(i, 1000), 2.0 * (i / 1000.0));
+  }
+  EXPECT_DOUBLE_EQ(linear->weight(999, 1000), 0.002);  // weak at the first (noisiest) DDPM step
+  EXPECT_TRUE(none->never_guides());
+  EXPECT_FALSE(linear->never_guides());
+  EXPECT_THROW(s::make_guidance_schedule("cosine", 0.5, 1.0), adaptdiff::ConfigError);
+  EXPECT_THROW(s::make_guidance_schedule("constant", std::nan(""), 1.0), adaptdiff::ConfigError);
+}
+
+TEST(Ddim, TimestepsFollowUpstreamStride) {
+  const auto t20 = s::ddim_timesteps(1000, 20);
+  ASSERT_EQ(t20.size(), 20u);
+  EXPECT_EQ(t20.front(), 950);
+  EXPECT_EQ(t20[1], 900);
+  EXPECT_EQ(t20.back(), 0);
+  // ddim_step 15: skip 66, range(0, 1000, 66) has 16 entries: 990, 924, ..., 66, 0.
+  const auto t15 = s::ddim_timesteps(1000, 15);
+  ASSERT_EQ(t15.size(), 16u);
+  EXPECT_EQ(t15.front(), 990);
+  EXPECT_EQ(t15[1], 924);
+  EXPECT_EQ(t15[14], 66);
+  EXPECT_EQ(t15.back(), 0);
+  EXPECT_EQ(s::ddim_timesteps(1000, 1000).size(), 1000u);
+  EXPECT_THROW(s::ddim_timesteps(1000, 0), adaptdiff::ConfigError);
+  EXPECT_THROW(s::ddim_timesteps(1000, 1001), adaptdiff::ConfigError);
+}
+
+TEST(Steps, DdpmAndDdimUpdatesMatchFloat64) {
+  const auto sch = s::Schedule::linear(1000, 1e-4, 0.02);
+  torch::manual_seed(3);
+  const auto x = torch::randn({2, 3, 4, 4});
+  const auto eps = torch::randn({2, 3, 4, 4});
+  const auto z = torch::randn({2, 3, 4, 4});
+  const auto xd = x.to(torch::kFloat64), ed = eps.to(torch::kFloat64), zd = z.to(torch::kFloat64);
+  for (int64_t i : {999, 500, 2}) {
+    const double beta = sch.betas[i].item<double>(), abar = sch.alpha_bars[i].item<double>();
+    const auto ref = 1 / std::sqrt(1 - beta) * (xd - beta / std::sqrt(1 - abar) * ed) + std::sqrt(beta) * zd;
+    EXPECT_LT(rel_err(s::ddpm_step(sch, x, eps, i, z), ref), 1e-6) << i;
+  }
+  // i <= 1: no noise term.
+  const double beta1 = sch.betas[1].item<double>(), abar1 = sch.alpha_bars[1].item<double>();
+  EXPECT_LT(rel_err(s::ddpm_step(sch, x, eps, 1, torch::Tensor()),
+                    1 / std::sqrt(1 - beta1) * (xd - beta1 / std::sqrt(1 - abar1) * ed)),
+            1e-6);
+  // DDIM eta = 0 from i with skip 50: target alpha_bar_prev[i - skip] = alpha_bar[i - skip - 1].
+  const int64_t i = 500, skip = 50;
+  const double a = sch.alpha_bars[i].item<double>(), ap = sch.alpha_bars[i - skip - 1].item<double>();
+  const auto x0 = (xd - std::sqrt(1 - a) * ed) / std::sqrt(a);
+  const auto ref = std::sqrt(ap) * x0 + std::sqrt(1 - ap) * ed;
+  // eps is re-derived from x0 in float32 (loses ~1e-6 relative), then recombined.
+  EXPECT_LT(rel_err(s::ddim_step(sch, x, eps, i, skip, 0.0, torch::Tensor()), ref), 1e-5);
+  // From i = skip and i = 0 the target is clean (a_prev = 1): the output is x0_hat.
+  for (int64_t j : {int64_t{50}, int64_t{0}}) {
+    const double aj = sch.alpha_bars[j].item<double>();
+    EXPECT_LT(rel_err(s::ddim_step(sch, x, eps, j, skip, 0.0, torch::Tensor()),
+                      (xd - std::sqrt(1 - aj) * ed) / std::sqrt(aj)),
+              1e-5)
+        << j;
+  }
+}
+
+// A stand-in denoiser whose eps is a known function of (x, t, context), recording batch sizes.
+class AffineDenoiser : public adaptdiff::model::Denoiser {
+ public:
+  torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) override {
+    batches.push_back(x_t.size(0));
+    const auto c = context.sum(1).view({-1, 1, 1, 1});
+    return 0.1 * x_t + c + 0.001 * t.to(torch::kFloat32).view({-1, 1, 1, 1});
+  }
+  int64_t context_dim() const override { return 4; }
+  std::vector<int64_t> batches;
+};
+
+TEST(Guidance, GuidedEpsCombinesOneDoubledForward) {
+  AffineDenoiser net;
+  const auto pos = torch::ones({3, 4});        // sum 4
+  const auto neg = torch::full({3, 4}, 0.5);   // sum 2
+  const auto linear = s::make_guidance_schedule("linear", 0.0, 1.0);
+  s::ForwardCounter counter;
+  const auto fn = s::guided_eps(net, pos, neg, *linear, 1000, &counter);
+  const auto x = torch::randn({3, 2, 2, 2});
+  const int64_t i = 250;
+  const double w = 1.0 - 250.0 / 1000.0;
+  const auto e_pos = 0.1 * x + 4 + 0.25, e_neg = 0.1 * x + 2 + 0.25;
+  EXPECT_LT(rel_err(fn(x, i), (1 + w) * e_pos - w * e_neg), 1e-6);
+  ASSERT_EQ(net.batches, std::vector<int64_t>{6});  // one forward of 2B rows
+  // w = 0 at i = T: only the positive half runs.
+  EXPECT_LT(rel_err(fn(x, 1000), 0.1 * x + 4 + 1.0), 1e-6);
+  EXPECT_EQ(net.batches.back(), 3);
+  EXPECT_EQ(counter.calls, 2);
+  EXPECT_EQ(counter.rows, 9);
+  // A guiding schedule without a negative is refused.
+  EXPECT_THROW(s::guided_eps(net, pos, torch::Tensor(), *linear, 1000), adaptdiff::ConfigError);
+}
+
+TEST(Noise, PerSampleStreamsIgnoreBatchComposition) {
+  const std::vector<uint64_t> seeds{s::sample_seed(42, 0, 0), s::sample_seed(42, 0, 1), s::sample_seed(42, 7, 3)};
+  s::BatchNoise together(seeds, {3, 4, 4});
+  s::BatchNoise alone({seeds[2]}, {3, 4, 4});
+  s::BatchNoise reversed({seeds[2], seeds[1], seeds[0]}, {3, 4, 4});
+  for (int step = 0; step < 3; ++step) {
+    const auto a = together.next(), b = alone.next(), c = reversed.next();
+    EXPECT_TRUE(torch::equal(a[2], b[0]));
+    EXPECT_TRUE(torch::equal(a[0], c[2]));
+    EXPECT_FALSE(torch::equal(a[0], a[1]));
+  }
+  // The stream of one seed equals LibTorch's generator stream for that seed.
+  auto gen = at::detail::createCPUGenerator(seeds[0]);
+  s::BatchNoise one({seeds[0]}, {3, 4, 4});
+  EXPECT_TRUE(torch::equal(one.next()[0], torch::randn({3, 4, 4}, gen)));
+  EXPECT_NE(s::sample_seed(42, 0, 1), s::sample_seed(42, 1, 0));
+  EXPECT_NE(s::sample_seed(42, 0, 0), s::sample_seed(43, 0, 0));
+}
+
+TEST(Samplers, DdpmLoopUsesNoiseOnlyAboveOne) {
+  const auto sch = s::Schedule::linear(10, 1e-4, 2e-3);  // betas scaled by 1000/T: 0.01 .. 0.2
+  std::vector<int64_t> noise_steps, seen;
+  const s::EpsFn zero_eps = [](const torch::Tensor& x, int64_t) { return torch::zeros_like(x); };
+  const auto x_T = torch::ones({1, 1, 1, 1});
+  const auto out = s::sample_ddpm(
+      sch, zero_eps, x_T, [&](int64_t i) { noise_steps.push_back(i); return torch::zeros({1, 1, 1, 1}); },
+      [&](int64_t i, const torch::Tensor&) { seen.push_back(i); });
+  EXPECT_EQ(noise_steps, (std::vector<int64_t>{9, 8, 7, 6, 5, 4, 3, 2}));
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(seen.back(), 0);
+  // With eps = 0 and z = 0 the result is x_T * prod(1/sqrt(alpha_i)) = 1/sqrt(alpha_bar_0..9).
+  double expected = 1.0;
+  for (int i = 0; i < 10; ++i) expected /= std::sqrt(1.0 - sch.betas[i].item<double>());
+  EXPECT_NEAR(out.item<double>(), expected, 1e-5 * expected);
+  EXPECT_EQ(s::noise_draws_per_sample(false, 1000, 0, 0.0), 998);
+  EXPECT_EQ(s::noise_draws_per_sample(true, 1000, 20, 0.0), 0);
+  EXPECT_EQ(s::noise_draws_per_sample(true, 1000, 20, 0.5), 19);
+}
+
+}  // namespace
