@@ -13,6 +13,13 @@ namespace adaptdiff {
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+  /// True when every rank of the job raised this same error (see job's agreement step), so the ranks
+  /// can exit cleanly instead of aborting the communicator.
+  bool on_all_ranks() const { return on_all_ranks_; }
+  void set_on_all_ranks() { on_all_ranks_ = true; }
+
+ private:
+  bool on_all_ranks_ = false;
 };
 
 /// A run/model configuration is malformed: unknown key, wrong type, out-of-range value.

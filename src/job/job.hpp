@@ -1,0 +1,39 @@
+#pragma once
+// The sampling job: validates the configuration and inputs, selects negatives across ranks, samples the
+// rank's batches with guided DDPM/DDIM, decodes to RGB and writes everything into one parallel HDF5 file.
+#include <string>
+#include <vector>
+
+#include "config/run_config.hpp"
+
+namespace adaptdiff::dist {
+class Comm;
+}
+
+namespace adaptdiff::job {
+
+struct JobOptions {
+  bool dry_run = false;  ///< print the plan (ranks, shards, forwards, memory) and exit
+};
+
+/// What a finished run did (identical on every rank).
+struct JobSummary {
+  int64_t images_written = 0;
+  int64_t forwards = 0;       ///< network forward passes summed over ranks
+  double seconds = 0.0;       ///< wall time of the sampling phase
+  std::string output_path;
+};
+
+/// Runs the whole job on every rank of `comm` (COLLECTIVE). Throws ConfigError/InputError/ModelError/IoError
+/// with the same message on every rank when validation fails (nothing is written then).
+JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts);
+
+/// Intra-op threads for one rank: `configured` when > 0, else min(CPUs this process may run on,
+/// cores of the node / ranks on the node), at least 1. `cores_on_node` <= 0 means "ask the OS".
+int threads_per_rank(int64_t configured, int ranks_on_node, int cpus_allowed, int cores_on_node);
+
+/// Sets OpenBLAS's own thread count (when OpenBLAS is the loaded BLAS) and returns the count now in
+/// force, or 0 when no OpenBLAS is loaded. Used to keep results independent of launcher CPU binding.
+int pin_blas_threads(int threads);
+
+}  // namespace adaptdiff::job

@@ -1,0 +1,217 @@
+// End-to-end runs of adaptdiff-sample: the golden tiny model on 1, 2 and 3 ranks (byte-identical images,
+// negatives equal to a brute-force Far-Neg on the stored contexts, the documented layout), and the
+// refusals: bad config, existing output, bad identity file, mismatched checkpoint, --dry-run.
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/h5_reader.hpp"
+
+namespace fs = std::filesystem;
+using adaptdiff::io::H5Reader;
+
+namespace {
+
+const std::string kGolden = std::string(ADAPTDIFF_SHARED_DIR) + "/golden/idiff_face_tiny";
+
+struct RunResult {
+  int code = -1;
+  std::string output;  // stdout + stderr
+};
+
+RunResult run(const std::string& cmd) {
+  RunResult r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p) != nullptr) r.output += buf;
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+RunResult sample(int ranks, const std::string& config, const std::string& extra = "") {
+  return run(std::string(ADAPTDIFF_MPIEXEC) + " -n " + std::to_string(ranks) + " " + ADAPTDIFF_SAMPLE_EXE + " " +
+             config + " " + extra);
+}
+
+std::string sha256_hex(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  std::ostringstream os;
+  for (unsigned i = 0; i < len; ++i) os << std::hex << (md[i] >> 4) << (md[i] & 15);
+  return os.str();
+}
+
+class SampleE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("adaptdiff_e2e_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::string write(const std::string& name, const std::string& text) {
+    const auto p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  // Golden tiny model, synthetic identities, AdaptDiff + Far-Neg, short DDIM.
+  std::string golden_config(const std::string& out, const std::string& extra = "") {
+    return write("run_" + out + ".toml",
+                 "[model]\narchitecture = \"" + kGolden + "/model.toml\"\nunet = \"" + kGolden +
+                     "/ema_averaged_model.ckpt\"\ndecoder = \"" + kGolden + "/first_stage_decoder_state_dict.pt\"\n" +
+                     "[identities]\ncount = 8\nimages_per_identity = 4\nseed = 3\n" +
+                     "[negatives]\nstrategy = \"far\"\n[guidance]\nschedule = \"linear\"\nw_max = 1.0\n" +
+                     "[sampler]\nkind = \"ddim\"\nsteps = 10\n[run]\nbatch_size = 3\nseed = 7\n" +
+                     "[output]\npath = \"" + out + "\"\n" + extra);
+  }
+  fs::path dir_;
+};
+
+TEST_F(SampleE2E, GoldenTinyModelOneTwoThreeRanksIdentical) {
+  const auto r2 = sample(2, golden_config("out2.h5"));
+  ASSERT_EQ(r2.code, 0) << r2.output;
+  EXPECT_NE(r2.output.find("done: 32 images"), std::string::npos) << r2.output;
+  const auto r1 = sample(1, golden_config("out1.h5"));
+  ASSERT_EQ(r1.code, 0) << r1.output;
+  const auto r3 = sample(3, golden_config("out3.h5"));
+  ASSERT_EQ(r3.code, 0) << r3.output;
+
+  const H5Reader f2((dir_ / "out2.h5").string()), f1((dir_ / "out1.h5").string()), f3((dir_ / "out3.h5").string());
+  const auto images = f2.read("/images");
+  ASSERT_EQ(images.sizes(), (std::vector<int64_t>{32, 32, 32, 3}));
+  EXPECT_TRUE(torch::equal(images, f1.read("/images"))) << "1-rank and 2-rank images differ";
+  EXPECT_TRUE(torch::equal(images, f3.read("/images"))) << "3-rank and 2-rank images differ";
+  // Not a constant image: samples of different identities differ.
+  EXPECT_FALSE(torch::equal(images[0], images[4]));
+  EXPECT_FALSE(torch::equal(images[0], images[1]));
+
+  // Labels: row s = i*K + k.
+  const auto identity = f2.read("/identity"), sample_index = f2.read("/sample_index");
+  for (int64_t s = 0; s < 32; ++s) {
+    EXPECT_EQ(identity[s].item<int64_t>(), s / 4);
+    EXPECT_EQ(sample_index[s].item<int64_t>(), s % 4);
+  }
+
+  // Negatives: brute-force Far-Neg over the stored contexts (float64 cosine, lowest index on ties).
+  const auto contexts = f2.read("/contexts").to(torch::kFloat64);
+  ASSERT_EQ(contexts.sizes(), (std::vector<int64_t>{8, 512}));
+  const auto neg = f2.read("/negative_index"), neg_sim = f2.read("/negative_similarity");
+  for (int64_t i = 0; i < 8; ++i) {
+    EXPECT_NEAR(contexts[i].norm().item<double>(), 1.0, 1e-6);
+    int64_t best = -1;
+    double best_sim = 2.0;
+    for (int64_t j = 0; j < 8; ++j) {
+      if (j == i) continue;
+      const double sim = (contexts[i] * contexts[j]).sum().item<double>() /
+                         (contexts[i].norm().item<double>() * contexts[j].norm().item<double>());
+      if (static_cast<float>(sim) < static_cast<float>(best_sim)) best = j, best_sim = sim;
+    }
+    EXPECT_EQ(neg[i].item<int64_t>(), best) << "identity " << i;
+    EXPECT_NEAR(neg_sim[i].item<double>(), best_sim, 1e-6);
+  }
+  EXPECT_TRUE(torch::equal(neg, f3.read("/negative_index")));
+
+  // Attributes: the resolved config and the model files' SHA-256.
+  EXPECT_NE(f2.attribute_string("/", "config_toml").find("strategy = 'far'"), std::string::npos)
+      << f2.attribute_string("/", "config_toml");
+  EXPECT_EQ(f2.attribute_string("/", "sha256_unet"), sha256_hex(kGolden + "/ema_averaged_model.ckpt"));
+  EXPECT_EQ(f2.attribute_string("/", "sha256_decoder"), sha256_hex(kGolden + "/first_stage_decoder_state_dict.pt"));
+  EXPECT_FALSE(f2.attribute_string("/", "adaptdiff_version").empty());
+}
+
+TEST_F(SampleE2E, GuidanceChangesTheImages) {
+  // Same run without guidance: the negative condition must have an effect.
+  ASSERT_EQ(sample(1, golden_config("guided.h5")).code, 0);
+  const auto r = sample(1, golden_config("baseline.h5"), "--set guidance.schedule=none");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const H5Reader a((dir_ / "guided.h5").string()), b((dir_ / "baseline.h5").string());
+  EXPECT_FALSE(torch::equal(a.read("/images"), b.read("/images")));
+}
+
+TEST_F(SampleE2E, ConfigErrorsExitTwoAndNameTheKey) {
+  const auto cfg = golden_config("x.h5", "overwrit = true\n");  // a typo in [output]
+  const auto r = sample(2, cfg);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("output.overwrit"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "x.h5"));
+  const auto bad_set = sample(1, golden_config("y.h5"), "--set sampler.steps=0");
+  EXPECT_EQ(bad_set.code, 2) << bad_set.output;
+  EXPECT_NE(bad_set.output.find("sampler.steps"), std::string::npos) << bad_set.output;
+  const auto missing = sample(1, (dir_ / "nope.toml").string());
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.output.find("nope.toml"), std::string::npos) << missing.output;
+  const auto help = run(std::string(ADAPTDIFF_SAMPLE_EXE) + " --help");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.output.find("--dry-run"), std::string::npos);
+}
+
+TEST_F(SampleE2E, ExistingOutputIsRefusedAndUntouched) {
+  const std::string out = (dir_ / "keep.h5").string();
+  std::ofstream(out) << "precious";
+  const auto r = sample(2, golden_config("keep.h5"));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("already exists"), std::string::npos) << r.output;
+  std::ifstream in(out);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "precious");
+}
+
+TEST_F(SampleE2E, BadIdentityRowIsNamedBeforeAnyWork) {
+  // .npy [6, 512] float32 with a NaN in row 4.
+  const std::string npy = (dir_ / "ids.npy").string();
+  {
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 512), }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::ofstream f(npy, std::ios::binary);
+    f.write("\x93NUMPY\x01\x00", 8);
+    const uint16_t len = static_cast<uint16_t>(header.size());
+    f.write(reinterpret_cast<const char*>(&len), 2);
+    f << header;
+    for (int r = 0; r < 6; ++r) {
+      for (int c = 0; c < 512; ++c) {
+        const float v = (r == 4 && c == 9) ? NAN : 0.01f * static_cast<float>((r * 7 + c) % 13 + 1);
+        f.write(reinterpret_cast<const char*>(&v), 4);
+      }
+    }
+  }
+  const auto r = sample(2, golden_config("nan.h5", ""), "--set identities.source=\\\"" + npy +
+                                                            "\\\" --set identities.count=6");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("row 4"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "nan.h5"));
+}
+
+TEST_F(SampleE2E, MismatchedCheckpointListsKeys) {
+  // The golden tiny checkpoint against the published cpd25 architecture.
+  const auto r = sample(1, golden_config("cpd.h5"),
+                        std::string("--set model.architecture=\\\"") + ADAPTDIFF_SOURCE_DIR +
+                            "/configs/models/idiff-face-cpd25.toml\\\"");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("shape"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "cpd.h5"));
+}
+
+TEST_F(SampleE2E, DryRunPrintsPlanAndWritesNothing) {
+  const auto r = sample(2, golden_config("dry.h5"), "--dry-run");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("plan: rank 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("11 batches"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir_ / "dry.h5"));
+}
+
+}  // namespace

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs adaptdiff's build dependencies from Debian's packages (only those missing) and builds it.
+# Usage: tools/setup.sh [BUILD_DIR]   (default: build)
+# Environment: ADAPTDIFF_JOBS (parallel compile jobs, default: number of cores),
+#              ADAPTDIFF_CMAKE_ARGS (extra CMake arguments).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${1:-build}
+
+packages=(
+  cmake g++ make pkg-config
+  libtorch-dev                 # LibTorch (CPU)
+  libopenblas0-pthread         # optimised BLAS: takes over libblas.so.3 (2-5x faster linear layers)
+  libopenmpi-dev openmpi-bin   # MPI
+  libhdf5-openmpi-dev hdf5-tools  # parallel HDF5 (MPI-IO) and h5dump/h5ls
+  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
+  libgtest-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=${ADAPTDIFF_JOBS:-$(nproc)}
+# shellcheck disable=SC2086
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${ADAPTDIFF_CMAKE_ARGS:-} >/dev/null
+cmake --build "$build_dir" -j "$jobs"
