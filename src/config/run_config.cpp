@@ -1,5 +1,6 @@
 #include "config/run_config.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -189,12 +190,15 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     rn.threads = r.get_int("threads").value_or(rn.threads);
     rn.device = r.get_string("device").value_or(rn.device);
     rn.progress_interval = r.get_double("progress_interval").value_or(rn.progress_interval);
+    rn.checkpoint_interval = r.get_double("checkpoint_interval").value_or(rn.checkpoint_interval);
+    rn.signal_deadline = r.get_double("signal_deadline").value_or(rn.signal_deadline);
     rn.log_level = r.get_string("log_level").value_or(rn.log_level);
     r.finish();
     check(rn.batch_size >= 1, r, "batch_size", "must be >= 1");
     check(rn.threads >= 0, r, "threads", "must be >= 0 (0 = automatic)");
     check_in(rn.device, {std::string("auto"), std::string("cpu"), std::string("cuda")}, r, "device");
     check(rn.progress_interval > 0, r, "progress_interval", "must be > 0 seconds");
+    check(rn.checkpoint_interval >= 0, r, "checkpoint_interval", "must be >= 0 seconds");
     check_in(rn.log_level, {std::string("debug"), std::string("info"), std::string("warn"), std::string("error")}, r,
              "log_level");
   }
@@ -237,6 +241,8 @@ std::string to_toml(const RunConfig& c) {
                           {"threads", c.run.threads},
                           {"device", c.run.device},
                           {"progress_interval", c.run.progress_interval},
+                          {"checkpoint_interval", c.run.checkpoint_interval},
+                          {"signal_deadline", c.run.signal_deadline},
                           {"log_level", c.run.log_level}}},
       {"output", toml::table{{"path", c.output.path},
                              {"overwrite", c.output.overwrite},

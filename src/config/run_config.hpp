@@ -54,12 +54,14 @@ struct RunSection {
   int64_t threads = 0;             ///< intra-op threads per rank; 0 = node cores / ranks on the node
   std::string device = "auto";     ///< auto | cpu | cuda
   double progress_interval = 10.0; ///< seconds between progress lines
+  double checkpoint_interval = 60.0; ///< seconds between collective flushes of the output (durable checkpoints)
+  double signal_deadline = 20.0;   ///< seconds after SIGTERM/SIGUSR1 before exiting at once (<= 0: never)
   std::string log_level = "info";
 };
 
 struct OutputSection {
   std::string path = "out.h5";
-  bool overwrite = false;       ///< replace an existing file
+  bool overwrite = false;       ///< replace an existing file (like --force-new) instead of resuming it
   bool store_latents = false;   ///< also write `latents` float32
   bool file_locking = true;     ///< false sets HDF5_USE_FILE_LOCKING=FALSE (NFS/Lustre)
 };

@@ -175,6 +175,10 @@ std::map<std::string, Dataset> open_all(hid_t file, const h5::Site& site, StoreL
   m.emplace(ds::kContexts, open_dataset(file, ds::kContexts, kF32, 2, site));
   m.emplace(ds::kNegativeIndex, open_dataset(file, ds::kNegativeIndex, kI64, 1, site));
   m.emplace(ds::kNegativeSimilarity, open_dataset(file, ds::kNegativeSimilarity, kF32, 1, site));
+  if (ADAPTDIFF_H5(site, H5Lexists, file, ds::kSampleChecksum, H5P_DEFAULT) <= 0) {
+    foreign(site.op(), site.file(), "it has no 'sample_checksum' progress record");
+  }
+  m.emplace(ds::kSampleChecksum, open_dataset(file, ds::kSampleChecksum, kI64, 1, site));
   const bool latents = ADAPTDIFF_H5(site, H5Lexists, file, ds::kLatents, H5P_DEFAULT) > 0;
   if (latents) m.emplace(ds::kLatents, open_dataset(file, ds::kLatents, kF32, 4, site));
 
@@ -481,13 +485,26 @@ OutputStore OutputStore::create(MPI_Comm comm, const std::string& path, const St
     create_dataset(f, ds::kContexts, H5T_IEEE_F32LE, {n, layout.context_dim}, site);
     create_dataset(f, ds::kNegativeIndex, H5T_STD_I64LE, {n}, site);
     create_dataset(f, ds::kNegativeSimilarity, H5T_IEEE_F32LE, {n}, site);
+    create_dataset(f, ds::kSampleChecksum, H5T_STD_I64LE, {nk}, site);
     if (layout.store_latents) {
       create_dataset(f, ds::kLatents, H5T_IEEE_F32LE, {nk, layout.latent_c, layout.latent_h, layout.latent_w}, site);
     }
     for (const auto& [name, value] : root_string_attributes) write_string_attribute(f, name, value, site);
     impl->open_datasets(site);
   });
-  return OutputStore(std::move(impl));
+  // The progress record starts all-zero (no fill value is written): each rank zeroes a block of it, then
+  // a collective flush puts metadata and record on disk before any sample is written.
+  run_collectively(comm, op, path, [&] {
+    int rank = 0, size = 1;
+    mpi_check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank", op);
+    mpi_check(MPI_Comm_size(comm, &size), "MPI_Comm_size", op);
+    const int64_t nk = layout.image_rows();
+    const int64_t begin = nk * rank / size, end = nk * (rank + 1) / size;
+    if (end > begin) impl->write(op, ds::kSampleChecksum, begin, torch::zeros({end - begin}, torch::kInt64));
+  });
+  OutputStore store(std::move(impl));
+  store.flush();
+  return store;
 }
 
 OutputStore OutputStore::open_existing(MPI_Comm comm, const std::string& path, const StoreOptions& options) {
@@ -555,6 +572,27 @@ void OutputStore::write_negatives(int64_t id_begin, const torch::Tensor& index, 
   if (!a.defined()) return;
   impl_->write(op, ds::kNegativeIndex, id_begin, a);
   impl_->write(op, ds::kNegativeSimilarity, id_begin, b);
+}
+
+void OutputStore::write_checksums(int64_t row_begin, const torch::Tensor& checksums) {
+  const std::string op = "store::write_checksums";
+  const torch::Tensor t = impl_->prepare(op, ds::kSampleChecksum, "checksums", row_begin, checksums);
+  if (t.defined()) impl_->write(op, ds::kSampleChecksum, row_begin, t);
+}
+
+torch::Tensor OutputStore::read_rows(const char* name, int64_t row_begin, int64_t n) const {
+  const std::string op = "store::read_rows";
+  if (!is_open()) throw IoError(op + ": the store is closed");
+  Dataset& d = impl_->dataset(op, name);
+  if (row_begin < 0 || n < 0 || row_begin > d.rows() - n) {
+    throw IoError(op + ": rows " + range_text(row_begin, row_begin + n) + " outside [0, " +
+                  std::to_string(d.rows()) + ") of '" + name + "' in '" + impl_->path + "'");
+  }
+  std::vector<int64_t> shape(d.dims.begin(), d.dims.end());
+  shape[0] = n;
+  torch::Tensor out = torch::empty(shape, d.dtype);
+  if (n > 0) transfer_rows(d, row_begin, n, out.data_ptr(), impl_->dxpl.get(), /*write=*/false, impl_->site(op));
+  return out;
 }
 
 std::string OutputStore::string_attribute(const std::string& name) const {

@@ -35,6 +35,9 @@ inline constexpr const char* kContexts = "contexts";
 inline constexpr const char* kNegativeIndex = "negative_index";
 inline constexpr const char* kNegativeSimilarity = "negative_similarity";
 inline constexpr const char* kLatents = "latents";
+/// Progress record: int64 [N*K]; 0 = sample not done, else the checksum of its stored images and labels
+/// (written only after them; see sample_checksum() in job).
+inline constexpr const char* kSampleChecksum = "sample_checksum";
 }  // namespace store_dataset
 
 /// Sizes of an output file. All counts must be >= 1 (latent sizes only when store_latents).
@@ -118,6 +121,12 @@ class OutputStore {
   /// Writes negative_index (int64 CPU [n]) and negative_similarity (float32 CPU [n]) of identities
   /// [id_begin, id_begin + n). Independent.
   void write_negatives(int64_t id_begin, const torch::Tensor& index, const torch::Tensor& similarity);
+  /// Progress record rows [row_begin, row_begin+n): int64 [n] (0 = not done). Independent write.
+  void write_checksums(int64_t row_begin, const torch::Tensor& checksums);
+
+  /// Independent read of rows [row_begin, row_begin+n) of dataset `name` (images, identity, sample_index,
+  /// sample_checksum, ...) as a CPU tensor of the dataset's dtype. Throws IoError for bad names/ranges.
+  torch::Tensor read_rows(const char* name, int64_t row_begin, int64_t n) const;
 
   /// Value of the root string attribute `name`. Throws IoError when it is missing (the message lists
   /// the attributes present) or not a string. Not collective.

@@ -17,6 +17,7 @@
 #include "config/model_config.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/stop.hpp"
 #include "dist/comm.hpp"
 #include "dist/distributed_negatives.hpp"
 #include "dist/partition.hpp"
@@ -135,6 +136,12 @@ ModelBundle load_model(const config::RunConfig& cfg, torch::Device device) {
   return b;
 }
 
+template <typename E>
+[[noreturn]] void raise_on_all_ranks(E e) {
+  e.set_on_all_ranks();
+  throw e;
+}
+
 /// Runs `fn` on every rank; if it throws on any rank, every rank throws the error of the lowest failing
 /// rank (so no rank is left waiting in a later collective). COLLECTIVE.
 template <typename Fn>
@@ -159,16 +166,12 @@ void agree(const dist::Comm& comm, const char* what, Fn&& fn) {
   message = comm.bcast(message, static_cast<int>(failing));
   const int64_t k = comm.allreduce(comm.rank() == failing ? kind : 0, dist::ReduceOp::kMax);
   if (comm.size() > 1) message = "[rank " + std::to_string(failing) + "] " + message;
-  auto raise = [](auto e) {
-    e.set_on_all_ranks();
-    throw e;
-  };
   switch (k) {
-    case 1: raise(ConfigError(message));
-    case 2: raise(InputError(message));
-    case 3: raise(ModelError(message));
-    case 4: raise(IoError(message));
-    default: raise(Error(message));
+    case 1: raise_on_all_ranks(ConfigError(message));
+    case 2: raise_on_all_ranks(InputError(message));
+    case 3: raise_on_all_ranks(ModelError(message));
+    case 4: raise_on_all_ranks(IoError(message));
+    default: raise_on_all_ranks(Error(message));
   }
 }
 
@@ -190,6 +193,293 @@ torch::Tensor to_uint8_hwc(const torch::Tensor& image) {
   v = (v * 255 + 0.5).clamp(0, 255).to(torch::kUInt8);
   return v.permute({0, 2, 3, 1}).contiguous().to(torch::kCPU);
 }
+
+/// Thrown from inside the diffusion loop when a stop signal arrived: the batch is abandoned (nothing of it is
+/// marked done) and the ranks go to their agreement.
+struct BatchAbandoned {};
+
+void print_plan(const Plan& plan, const config::RunConfig& cfg, const ModelBundle& mb,
+                const sampler::GuidanceSchedule& guidance, bool ddim) {
+  log::info("plan: {} identities x {} images = {} samples, {} batches of {} on {} rank(s)", plan.identities,
+            plan.images_per_identity, plan.samples, plan.batches, plan.batch_size, plan.world_size);
+  log::info("plan: {} {} steps per batch ({} guided with a 2B forward), {} forward rows per batch, "
+            "guidance '{}', negatives '{}'",
+            plan.timesteps.size(), ddim ? "DDIM" : "DDPM", plan.guided_steps, plan.rows_per_batch(), guidance.name(),
+            cfg.negatives.strategy);
+  for (int r = 0; r < plan.world_size; ++r) {
+    const Span b = plan.rank_batches[static_cast<size_t>(r)], ids = plan.rank_identities[static_cast<size_t>(r)];
+    log::info("plan: rank {}: batches [{}, {}) ({} samples), identity shard [{}, {})", r, b.begin, b.end,
+              plan.rank_samples(r), ids.begin, ids.end);
+  }
+  const double image_bytes = static_cast<double>(plan.samples) * mb.image_height * mb.image_width * 3;
+  const double latent = static_cast<double>(mb.latent_shape[0] * mb.latent_shape[1] * mb.latent_shape[2]);
+  const double per_rank = static_cast<double>(plan.batch_size) *
+                          (latent * 4 * 6 + static_cast<double>(mb.image_height * mb.image_width) * (3 * 4 * 2 + 3));
+  log::info("plan: output {} ({} of images), per-rank sampling buffers ~{} plus the model and its activations",
+            cfg.output.path, human_bytes(image_bytes), human_bytes(per_rank));
+}
+
+std::string source_identity(const io::ContextSource& src) {
+  if (src.kind == io::ContextSource::kSyntheticUniform) return "synthetic_uniform(seed=" + std::to_string(src.seed) + ")";
+  return io::sha256_file(src.path) + (src.kind == io::ContextSource::kHdf5 ? ":" + src.dataset : "");
+}
+
+std::string number(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+
+/// Root attributes of the output: resolved config, file hashes, version, and the fingerprint -- one
+/// attribute per part of everything that changes the samples (compared on resume).
+std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, const io::ContextSource& ids,
+                                                  const io::ContextSource* pool, const ModelBundle& mb) {
+  std::map<std::string, std::string> a;
+  a["adaptdiff_version"] = kVersion;
+  a["layout_version"] = "2";
+  a["config_toml"] = config::to_toml(cfg);
+  const auto& m = cfg.model;
+  std::string model = "kind=" + m.kind + ";init=" + m.init;
+  if (!m.architecture.empty()) model += ";architecture=" + (a["sha256_architecture"] = io::sha256_file(m.architecture));
+  if (m.init == "random") {
+    model += ";init_seed=" + std::to_string(m.init_seed);
+  } else {
+    model += ";unet=" + (a["sha256_unet"] = io::sha256_file(m.unet));
+    model += ";decoder=" + (a["sha256_decoder"] = io::sha256_file(m.decoder));
+  }
+  if (m.kind == "torchscript") model += ";T=" + std::to_string(m.T) + ";betas=" + number(m.beta_1) + "," + number(m.beta_T);
+  a["fingerprint.model"] = model;
+  a["fingerprint.sampler"] = "kind=" + cfg.sampler.kind + ";steps=" + std::to_string(cfg.sampler.steps) +
+                             ";eta=" + number(cfg.sampler.eta);
+  const auto& g = cfg.guidance;
+  a["fingerprint.guidance"] = "schedule=" + g.schedule + (g.schedule == "constant" ? ";w=" + number(g.w) : "") +
+                              (g.schedule == "linear" || g.schedule == "reverse" ? ";w_max=" + number(g.w_max) : "");
+  a["fingerprint.negatives"] = "strategy=" + cfg.negatives.strategy +
+                               (pool != nullptr ? ";pool=" + source_identity(*pool) : "") +
+                               (cfg.negatives.strategy == "random" ? ";seed=" + std::to_string(cfg.negatives.seed) : "");
+  const auto& id = cfg.identities;
+  a["fingerprint.identities"] = "source=" + source_identity(ids) + ";count=" + std::to_string(id.count) +
+                                ";offset=" + std::to_string(id.offset) + ";images_per_identity=" +
+                                std::to_string(id.images_per_identity) + ";context_dim=" + std::to_string(id.context_dim);
+  a["fingerprint.seed"] = std::to_string(cfg.run.seed);
+  a["fingerprint.image"] = std::to_string(mb.image_height) + "x" + std::to_string(mb.image_width) +
+                           ";latents=" + (cfg.output.store_latents ? "stored" : "none");
+  return a;
+}
+
+/// Root's map on every rank (COLLECTIVE).
+std::map<std::string, std::string> bcast_map(const dist::Comm& comm, const std::map<std::string, std::string>& m) {
+  std::string packed;
+  for (const auto& [k, v] : m) packed += std::to_string(k.size()) + ":" + k + std::to_string(v.size()) + ":" + v;
+  packed = comm.bcast(packed, 0);
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  auto take = [&] {
+    const size_t colon = packed.find(':', pos);
+    const size_t len = std::stoull(packed.substr(pos, colon - pos));
+    std::string s = packed.substr(colon + 1, len);
+    pos = colon + 1 + len;
+    return s;
+  };
+  while (pos < packed.size()) {
+    std::string k = take();
+    out[k] = take();
+  }
+  return out;
+}
+
+/// Refuses (IoError, nothing changed) an existing output that is unreadable or was written by another run.
+void check_same_run(const std::string& path, const std::map<std::string, std::string>& attrs, bool file_locking) {
+  const std::string hint = "\n---> HINT: run with --force-new to replace it, or choose another output.path";
+  std::map<std::string, std::string> stored;
+  try {
+    io::StoreOptions o;
+    o.file_locking = file_locking;
+    stored = io::StoreReader(path, o).string_attributes();
+  } catch (const std::exception& e) {
+    throw IoError("output: " + path + " exists but cannot be resumed: " + e.what() + "\nNothing was changed." + hint);
+  }
+  std::string diff;
+  for (const auto& [key, value] : attrs) {
+    if (key.rfind("fingerprint.", 0) != 0 && key != "layout_version") continue;
+    const auto it = stored.find(key);
+    const std::string old = it == stored.end() ? "(absent)" : it->second;
+    if (old != value) diff += "\n  " + key.substr(key.find('.') + 1) + ": stored '" + old + "', this run '" + value + "'";
+  }
+  if (!diff.empty()) {
+    throw IoError("output: " + path + " was written by a different run; these parts differ:" + diff +
+                  "\nNothing was changed." + hint);
+  }
+}
+
+void check_output_folder(const std::string& path) {
+  const fs::path out(path);
+  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  std::error_code ec;
+  fs::create_directories(dir, ec);  // every rank may try; the result is checked below
+  if (!fs::is_directory(dir)) {
+    throw IoError("output: cannot create folder " + dir.string() + (ec ? ": " + ec.message() : ""));
+  }
+  if (access(dir.c_str(), W_OK) != 0) throw IoError("output: folder " + dir.string() + " is not writable");
+  if (fs::exists(out) && access(out.c_str(), W_OK) != 0) throw IoError("output: " + path + " is not writable");
+}
+
+/// The progress record of a sample: 63 bits of SHA-256 over its image bytes and labels; never 0 (0 = not done).
+int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sample_index) {
+  const torch::Tensor c = image.contiguous();
+  std::string bytes(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()));
+  bytes.append(reinterpret_cast<const char*>(&identity), sizeof identity);
+  bytes.append(reinterpret_cast<const char*>(&sample_index), sizeof sample_index);
+  const uint64_t h = std::stoull(io::sha256_bytes(bytes).substr(0, 16), nullptr, 16) & 0x7FFFFFFFFFFFFFFFULL;
+  return h == 0 ? 1 : static_cast<int64_t>(h);
+}
+
+/// Calls fn(first, count) for each maximal run of consecutive values in the increasing `rows`, split so
+/// that no run is longer than `max_run`.
+template <typename Fn>
+void for_each_run(const std::vector<int64_t>& rows, int64_t max_run, Fn&& fn) {
+  size_t a = 0;
+  while (a < rows.size()) {
+    size_t b = a + 1;
+    while (b < rows.size() && rows[b] == rows[b - 1] + 1 && static_cast<int64_t>(b - a) < max_run) ++b;
+    fn(a, static_cast<int64_t>(b - a));
+    a = b;
+  }
+}
+
+/// Samples still to do (COLLECTIVE): those never marked done, plus done ones whose stored images/labels no
+/// longer match their checksum (verified in parallel, each rank a block of the done samples).
+std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& store, int64_t samples) {
+  const torch::Tensor sums = store.read_rows(io::store_dataset::kSampleChecksum, 0, samples);
+  const int64_t* sum = sums.data_ptr<int64_t>();
+  std::vector<int64_t> done;
+  for (int64_t s = 0; s < samples; ++s) {
+    if (sum[s] != 0) done.push_back(s);
+  }
+  const Span part = dist::block_partition(static_cast<int64_t>(done.size()), comm.rank(), comm.size());
+  const std::vector<int64_t> mine(done.begin() + part.begin, done.begin() + part.end);
+  std::vector<int64_t> bad(static_cast<size_t>(samples), 0);
+  agree(comm, "verify", [&] {
+    for_each_run(mine, 256, [&](size_t a, int64_t n) {
+      const int64_t first = mine[a];
+      const torch::Tensor images = store.read_rows(io::store_dataset::kImages, first, n);
+      const torch::Tensor ids = store.read_rows(io::store_dataset::kIdentity, first, n);
+      const torch::Tensor ks = store.read_rows(io::store_dataset::kSampleIndex, first, n);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t s = first + j;
+        if (sample_checksum(images[j], ids[j].item<int64_t>(), ks[j].item<int64_t>()) != sum[s]) bad[s] = 1;
+      }
+    });
+  });
+  bad = comm.allreduce(bad, dist::ReduceOp::kMax);
+  std::vector<int64_t> pending;
+  int64_t redo = 0;
+  for (int64_t s = 0; s < samples; ++s) {
+    if (sum[s] == 0 || bad[s] != 0) pending.push_back(s);
+    redo += bad[s];
+  }
+  if (redo > 0 && comm.rank() == 0) {
+    log::warn("resume: {} sample(s) marked done failed their checksum and will be redone", redo);
+  }
+  return pending;
+}
+
+/// Every rank throws the error of the lowest failing rank after closing the store (COLLECTIVE).
+[[noreturn]] void fail_together(const dist::Comm& comm, io::OutputStore& store, bool i_failed,
+                                const std::string& message) {
+  const int64_t failing = comm.allreduce(i_failed ? comm.rank() : comm.size(), dist::ReduceOp::kMin);
+  const std::string text = comm.bcast(message, static_cast<int>(failing));
+  try {
+    store.close();
+  } catch (const std::exception& e) {
+    log::warn("closing the output after the failure: {}", e.what());
+  }
+  Error e("[rank " + std::to_string(failing) + "] sampling failed: " + text +
+          "\n---> HINT: the output stays resumable: fix the cause (e.g. free disk space) and run the same command "
+          "again");
+  e.set_on_all_ranks();
+  throw e;
+}
+
+/// Samples one global batch and stores it: images, labels, optional latents, then the progress record.
+struct BatchSampler {
+  const config::RunConfig& cfg;
+  const ModelBundle& mb;
+  const sampler::GuidanceSchedule& guidance;
+  torch::Device device;
+  bool ddim;
+  int64_t K;
+  Span touched;            // identities covered by pos_rows/neg_rows
+  torch::Tensor pos_rows;  // [touched, D] p+
+  torch::Tensor neg_rows;  // [touched, D] p- (undefined for strategy none)
+  io::OutputStore& store;
+  sampler::ForwardCounter counter{};
+
+  /// rows: increasing sample numbers (at most batch_size). Returns rows.size(). Throws BatchAbandoned when a
+  /// stop signal arrives during sampling, IoError/ModelError on failures.
+  int64_t run(const std::vector<int64_t>& rows) {
+    const int64_t B = cfg.run.batch_size, n = static_cast<int64_t>(rows.size());
+    std::vector<int64_t> identity(static_cast<size_t>(B)), image(identity.size()), local(identity.size());
+    std::vector<uint64_t> seeds(identity.size());
+    for (int64_t r = 0; r < B; ++r) {
+      const int64_t s = rows[static_cast<size_t>(std::min(r, n - 1))];  // pad a short batch with its last sample
+      identity[r] = s / K;
+      image[r] = s % K;
+      local[r] = identity[r] - touched.begin;
+      seeds[r] = sampler::sample_seed(static_cast<uint64_t>(cfg.run.seed), cfg.identities.offset + identity[r], image[r]);
+    }
+    torch::NoGradGuard no_grad;
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    const torch::Tensor index = torch::tensor(local, torch::kInt64);
+    const torch::Tensor ctx_pos = pos_rows.index_select(0, index).to(f32);
+    const torch::Tensor ctx_neg = neg_rows.defined() ? neg_rows.index_select(0, index).to(f32) : torch::Tensor();
+
+    sampler::BatchNoise noise(seeds, mb.latent_shape);
+    const torch::Tensor x_T = noise.next().to(device);
+    const auto eps_fn = sampler::guided_eps(*mb.denoiser, ctx_pos, ctx_neg, guidance, mb.schedule.T, &counter);
+    const sampler::NoiseFn noise_fn = [&](int64_t) { return noise.next().to(device); };
+    const sampler::StepObserver stop_check = [](int64_t, const torch::Tensor&) {
+      if (stop::requested()) throw BatchAbandoned{};
+    };
+    const torch::Tensor x0 =
+        ddim ? sampler::sample_ddim(mb.schedule, eps_fn, x_T, cfg.sampler.steps, cfg.sampler.eta, noise_fn, stop_check)
+             : sampler::sample_ddpm(mb.schedule, eps_fn, x_T, noise_fn, stop_check);
+    const torch::Tensor images = to_uint8_hwc(mb.decoder->decode(x0)).slice(0, 0, n);
+    const torch::Tensor ids = torch::tensor(identity, torch::kInt64).slice(0, 0, n);
+    const torch::Tensor ks = torch::tensor(image, torch::kInt64).slice(0, 0, n);
+    const torch::Tensor latents = cfg.output.store_latents ? x0.slice(0, 0, n).to(torch::kCPU).contiguous() : torch::Tensor();
+
+    // Data first, then the record: a sample counts as done only once its data were written before it.
+    std::vector<int64_t> sums(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) sums[j] = sample_checksum(images[j], identity[j], image[j]);
+    const torch::Tensor sums_t = torch::tensor(sums, torch::kInt64);
+    try {
+      for_each_run(rows, B, [&](size_t a, int64_t m) {
+        const auto j = static_cast<int64_t>(a);
+        store.write_images(rows[a], images.slice(0, j, j + m));
+        store.write_samples_labels(rows[a], ids.slice(0, j, j + m), ks.slice(0, j, j + m));
+        if (latents.defined()) store.write_latents(rows[a], latents.slice(0, j, j + m));
+      });
+      for_each_run(rows, B, [&](size_t a, int64_t m) {
+        const auto j = static_cast<int64_t>(a);
+        store.write_checksums(rows[a], sums_t.slice(0, j, j + m));
+      });
+    } catch (const IoError& e) {
+      throw IoError(std::string(e.what()) + full_disk_note(store.path(), images.numel()));
+    }
+    return n;
+  }
+
+  /// " (no space left on device: ...)" when the output's file system has less room than one batch.
+  static std::string full_disk_note(const std::string& path, int64_t batch_bytes) {
+    std::error_code ec;
+    const auto space = fs::space(fs::absolute(path).parent_path(), ec);
+    if (ec || space.available >= static_cast<uintmax_t>(2 * batch_bytes)) return "";
+    return " (No space left on device: the file system of " + fs::absolute(path).parent_path().string() + " has " +
+           human_bytes(static_cast<double>(space.available)) + " free)";
+  }
+};
 
 }  // namespace
 
@@ -265,53 +555,37 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   }
   std::vector<double> weights;
   for (int64_t i : timesteps) weights.push_back(guidance->weight(i, mb.schedule.T));
-  const Plan plan = make_plan(N, K, cfg.run.batch_size, mb.schedule.T, ddim, timesteps, weights, world);
-
-  // ---- the plan ---------------------------------------------------------------------------------------
-  const double image_bytes = static_cast<double>(plan.samples) * mb.image_height * mb.image_width * 3;
-  if (root) {
-    log::info("plan: {} identities x {} images = {} samples, {} batches of {} on {} rank(s)", N, K, plan.samples,
-              plan.batches, plan.batch_size, world);
-    log::info("plan: {} {} steps per batch ({} guided with a 2B forward), {} forward rows per batch, "
-              "guidance '{}', negatives '{}'",
-              plan.forwards_per_batch(), ddim ? "DDIM" : "DDPM", plan.guided_steps, plan.rows_per_batch(),
-              guidance->name(), cfg.negatives.strategy);
-    for (int r = 0; r < world; ++r) {
-      log::info("plan: rank {}: batches [{}, {}) ({} samples), identity shard [{}, {})", r,
-                plan.rank_batches[r].begin, plan.rank_batches[r].end,
-                std::min(plan.rank_batches[r].end * plan.batch_size, plan.samples) -
-                    std::min(plan.rank_batches[r].begin * plan.batch_size, plan.samples),
-                plan.rank_identities[r].begin, plan.rank_identities[r].end);
+  const Plan full = make_plan(N, K, all_samples(N * K), cfg.run.batch_size, timesteps, weights, world);
+  if (root) print_plan(full, cfg, mb, *guidance, ddim);
+  if (opts.dry_run) {
+    if (root && fs::exists(cfg.output.path)) {
+      log::info("plan: {} exists: a real run resumes it if it belongs to this run (see --status)", cfg.output.path);
     }
-    const double latent = static_cast<double>(mb.latent_shape[0] * mb.latent_shape[1] * mb.latent_shape[2]);
-    const double per_rank_io = static_cast<double>(plan.batch_size) * (latent * 4 * 6 + mb.image_height *
-                                                                           mb.image_width * (3 * 4 * 2 + 3));
-    log::info("plan: output {} ({} of images), per-rank sampling buffers ~{} plus the model and its activations",
-              cfg.output.path, human_bytes(image_bytes), human_bytes(per_rank_io));
+    return JobSummary{};
   }
-  if (opts.dry_run) return JobSummary{0, 0, 0.0, cfg.output.path};
 
-  // ---- output file: refuse to clobber, check writability ----------------------------------------------
-  agree(comm, "output", [&] {
-    const fs::path out(cfg.output.path);
-    if (fs::exists(out) && !cfg.output.overwrite) {
-      throw IoError("output: " + cfg.output.path + " already exists; nothing was changed\n"
-                    "---> HINT: choose another output.path, or set output.overwrite = true "
-                    "(--set output.overwrite=true) to replace it");
-    }
-    const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-    std::error_code ec;
-    fs::create_directories(dir, ec);  // every rank may try; the result is checked below
-    if (!fs::is_directory(dir)) {
-      throw IoError("output: cannot create folder " + dir.string() + (ec ? ": " + ec.message() : ""));
-    }
-    if (access(dir.c_str(), W_OK) != 0) throw IoError("output: folder " + dir.string() + " is not writable");
+  // ---- identity of the run: file hashes (rank 0 reads each file once) and fingerprint ----------------
+  std::map<std::string, std::string> attrs;
+  agree(comm, "fingerprint", [&] {
+    if (root) attrs = run_attributes(cfg, id_source, pool_is_identity_set ? nullptr : &pool_source, mb);
   });
+  attrs = bcast_map(comm, attrs);
+
+  // ---- the output file: new, or resumed when it belongs to this run ----------------------------------------
+  const bool exists = fs::exists(cfg.output.path);
+  const bool start_new = !exists || opts.force_new || cfg.output.overwrite;
+  agree(comm, "output", [&] {
+    if (!start_new && root) check_same_run(cfg.output.path, attrs, cfg.output.file_locking);
+    check_output_folder(cfg.output.path);
+  });
+  if (root && exists) {
+    log::info(start_new ? "output: replacing {} (--force-new / output.overwrite)" : "output: resuming {}",
+              cfg.output.path);
+  }
 
   // ---- identities and negatives (distributed) -------------------------------------------------------
-  const Span my_ids = plan.rank_identities[rank];
-  torch::Tensor my_contexts;
-  torch::Tensor my_pool;
+  const Span my_ids = full.rank_identities[static_cast<size_t>(rank)];
+  torch::Tensor my_contexts, my_pool;
   Span my_pool_span = my_ids;
   agree(comm, "identities", [&] {
     my_contexts = io::read_contexts(id_source, idc.offset + my_ids.begin, idc.offset + my_ids.end, idc.context_dim);
@@ -335,18 +609,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t_neg).count());
   }
 
-  // ---- create the output file (collective) -------------------------------------------------------------
-  std::map<std::string, std::string> attrs;
-  attrs["adaptdiff_version"] = kVersion;
-  attrs["layout_version"] = "1";
-  attrs["config_toml"] = config::to_toml(cfg);
-  for (const auto& [key, path] : {std::pair<std::string, std::string>{"architecture", cfg.model.architecture},
-                                  {"unet", cfg.model.unet},
-                                  {"decoder", cfg.model.decoder}}) {
-    if (!path.empty() && !(key != "architecture" && cfg.model.init == "random")) {
-      attrs["sha256_" + key] = io::sha256_file(path);
-    }
-  }
+  // ---- open or create the store (collective) --------------------------------------------------------------
   io::StoreLayout layout;
   layout.identities = N;
   layout.images_per_identity = K;
@@ -362,18 +625,28 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   std::unique_ptr<io::OutputStore> store;
   agree(comm, "output", [&] {
     store = std::make_unique<io::OutputStore>(
-        io::OutputStore::create(comm.handle(), cfg.output.path, layout, attrs, store_options));
+        start_new ? io::OutputStore::create(comm.handle(), cfg.output.path, layout, attrs, store_options)
+                  : io::OutputStore::open_existing(comm.handle(), cfg.output.path, store_options));
   });
+  // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
   store->write_contexts(my_ids.begin, my_contexts);
   store->write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
 
-  // ---- sampling ---------------------------------------------------------------------------------------
-  // Contexts of the identities this rank's batches touch, and of their negatives.
-  const Span my_batches = plan.rank_batches[rank];
+  // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
+  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K);
+  const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
+  const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
+  if (root && !start_new) {
+    log::info("resume: {}/{} samples already done and verified; {} to do in {} batches", done_before, N * K,
+              pending.size(), plan.batches);
+  }
+
+  // ---- contexts of the identities this rank's batches touch, and of their negatives ---------------------
+  const Span my_batches = plan.rank_batches[static_cast<size_t>(rank)];
   Span touched{0, 0};
   if (my_batches.size() > 0) {
-    touched.begin = plan.batch_samples(my_batches.begin).begin / K;
-    touched.end = (plan.batch_samples(my_batches.end - 1).end - 1) / K + 1;
+    touched.begin = plan.batch_rows(my_batches.begin).front() / K;
+    touched.end = plan.batch_rows(my_batches.end - 1).back() / K + 1;
   }
   torch::Tensor pos_rows, neg_rows;  // [touched, D]
   agree(comm, "contexts", [&] {
@@ -390,45 +663,41 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
                                       pool_is_identity_set ? my_contexts : my_pool, my_pool_span.begin, pool_total);
   }
 
-  const int64_t my_samples = my_batches.size() == 0 ? 0
-                                                     : plan.batch_samples(my_batches.end - 1).end -
-                                                           plan.batch_samples(my_batches.begin).begin;
-  Progress progress(root, plan.samples, my_samples, cfg.run.progress_interval);
-  sampler::ForwardCounter counter;
+  // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
+  BatchSampler sampler{cfg, mb, *guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
+  Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
   int64_t written = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  torch::NoGradGuard no_grad;
-  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-  for (int64_t b = my_batches.begin; b < my_batches.end; ++b) {
-    const Span s = plan.batch_samples(b);
-    const int64_t n = s.size();
-    std::vector<int64_t> identity(static_cast<size_t>(plan.batch_size)), image(identity.size()), row(identity.size());
-    std::vector<uint64_t> seeds(identity.size());
-    for (int64_t r = 0; r < plan.batch_size; ++r) {
-      const int64_t sample = s.begin + std::min(r, n - 1);  // pad a short last batch with its last sample
-      identity[r] = sample / K;
-      image[r] = sample % K;
-      row[r] = identity[r] - touched.begin;
-      seeds[r] = sampler::sample_seed(static_cast<uint64_t>(cfg.run.seed), idc.offset + identity[r], image[r]);
+  auto last_flush = t0;
+  bool stopped = false;
+  for (int64_t round = 0; round < plan.rounds(); ++round) {
+    int64_t status = 0;  // 0 go on, 1 stop requested, 2 failed
+    std::string failure;
+    if (round < my_batches.size() && !stop::requested()) {
+      try {
+        written += sampler.run(plan.batch_rows(my_batches.begin + round));
+        progress.update(written);
+      } catch (const BatchAbandoned&) {
+        status = 1;
+      } catch (const std::exception& e) {
+        status = 2;
+        failure = e.what();
+      }
     }
-    const torch::Tensor row_index = torch::tensor(row, torch::kInt64);
-    torch::Tensor ctx_pos = pos_rows.index_select(0, row_index).to(f32);
-    torch::Tensor ctx_neg = neg_rows.defined() ? neg_rows.index_select(0, row_index).to(f32) : torch::Tensor();
-
-    sampler::BatchNoise noise(seeds, mb.latent_shape);
-    torch::Tensor x = noise.next().to(device);
-    const auto eps_fn = sampler::guided_eps(*mb.denoiser, ctx_pos, ctx_neg, *guidance, mb.schedule.T, &counter);
-    const sampler::NoiseFn noise_fn = [&noise, &device](int64_t) { return noise.next().to(device); };
-    torch::Tensor x0 = ddim ? sampler::sample_ddim(mb.schedule, eps_fn, x, cfg.sampler.steps, cfg.sampler.eta, noise_fn)
-                            : sampler::sample_ddpm(mb.schedule, eps_fn, x, noise_fn);
-    const torch::Tensor images = to_uint8_hwc(mb.decoder->decode(x0)).slice(0, 0, n);
-
-    store->write_images(s.begin, images);
-    store->write_samples_labels(s.begin, torch::tensor(identity, torch::kInt64).slice(0, 0, n),
-                                torch::tensor(image, torch::kInt64).slice(0, 0, n));
-    if (cfg.output.store_latents) store->write_latents(s.begin, x0.slice(0, 0, n).to(torch::kCPU).contiguous());
-    written += n;
-    progress.update(written);
+    if (stop::requested()) status = std::max<int64_t>(status, 1);
+    const double since_flush = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count();
+    const std::vector<int64_t> agreed =
+        comm.allreduce(std::vector<int64_t>{status, root && since_flush >= cfg.run.checkpoint_interval ? 1 : 0},
+                       dist::ReduceOp::kMax);
+    if (agreed[0] == 2) fail_together(comm, *store, status == 2, failure);
+    if (agreed[0] == 1) {
+      stopped = true;
+      break;
+    }
+    if (agreed[1] != 0) {
+      store->flush();  // collective: a durable checkpoint
+      last_flush = std::chrono::steady_clock::now();
+    }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   store->flush();
@@ -436,13 +705,23 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
 
   JobSummary summary;
   summary.images_written = comm.allreduce(written, dist::ReduceOp::kSum);
-  summary.forwards = comm.allreduce(counter.calls, dist::ReduceOp::kSum);
+  summary.forwards = comm.allreduce(sampler.counter.calls, dist::ReduceOp::kSum);
   summary.seconds = comm.allreduce(seconds, dist::ReduceOp::kMax);
   summary.output_path = cfg.output.path;
+  summary.samples_done = done_before + summary.images_written;
+  summary.samples_total = N * K;
+  summary.stopped = stopped;
   if (root) {
-    log::info("done: {} images ({} identities x {}) in {:.1f} s = {:.2f} images/s on {} rank(s); {} forward passes",
-              summary.images_written, N, K, summary.seconds,
-              summary.seconds > 0 ? summary.images_written / summary.seconds : 0.0, world, summary.forwards);
+    const double rate = summary.seconds > 0 ? summary.images_written / summary.seconds : 0.0;
+    if (stopped) {
+      log::warn("stopped on signal {}: checkpoint written, {}/{} samples done; run the same command again to "
+                "resume (exit code {})",
+                stop::signal_number(), summary.samples_done, summary.samples_total,
+                static_cast<int>(ExitCode::kCheckpointed));
+    } else {
+      log::info("done: {} images ({} identities x {}) in {:.1f} s = {:.2f} images/s on {} rank(s); {} forward passes",
+                summary.images_written, N, K, summary.seconds, rate, world, summary.forwards);
+    }
     log::info("wrote {} ({})", cfg.output.path, human_bytes(static_cast<double>(fs::file_size(cfg.output.path))));
   }
   return summary;

@@ -8,17 +8,17 @@ namespace adaptdiff::job {
 
 class Progress {
  public:
-  /// active: print at all (rank 0); total: samples of the whole run; mine: samples of this rank, used to
-  /// extrapolate the global count without communication (ranks get equal shares up to one batch);
-  /// interval_s: minimum seconds between lines.
-  Progress(bool active, int64_t total, int64_t mine, double interval_s);
+  /// active: print at all (rank 0); total: samples of the whole run; done_before: samples already in the
+  /// file when this run started; mine: samples of this rank in this run, used to extrapolate the global
+  /// count without communication (ranks get equal shares up to one batch); interval_s: seconds between lines.
+  Progress(bool active, int64_t total, int64_t done_before, int64_t mine, double interval_s);
   /// Reports that this rank has finished `done_mine` of its samples; prints when the interval passed or
   /// this rank is done.
   void update(int64_t done_mine);
 
  private:
   bool active_;
-  int64_t total_, mine_;
+  int64_t total_, done_before_, mine_;
   double interval_s_;
   std::chrono::steady_clock::time_point start_, last_;
 };

@@ -2,8 +2,12 @@
 // negatives equal to a brute-force Far-Neg on the stored contexts, the documented layout), and the
 // refusals: bad config, existing output, bad identity file, mismatched checkpoint, --dry-run.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -69,7 +73,9 @@ class SampleE2E : public ::testing::Test {
   }
   // Golden tiny model, synthetic identities, AdaptDiff + Far-Neg, short DDIM.
   std::string golden_config(const std::string& out, const std::string& extra = "") {
-    return write("run_" + out + ".toml",
+    std::string name = out;
+    std::replace(name.begin(), name.end(), '/', '_');
+    return write("run_" + name + ".toml",
                  "[model]\narchitecture = \"" + kGolden + "/model.toml\"\nunet = \"" + kGolden +
                      "/ema_averaged_model.ckpt\"\ndecoder = \"" + kGolden + "/first_stage_decoder_state_dict.pt\"\n" +
                      "[identities]\ncount = 8\nimages_per_identity = 4\nseed = 3\n" +
@@ -158,15 +164,104 @@ TEST_F(SampleE2E, ConfigErrorsExitTwoAndNameTheKey) {
   EXPECT_NE(help.output.find("--dry-run"), std::string::npos);
 }
 
-TEST_F(SampleE2E, ExistingOutputIsRefusedAndUntouched) {
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST_F(SampleE2E, UnreadableOutputIsRefusedAndUntouched) {
   const std::string out = (dir_ / "keep.h5").string();
   std::ofstream(out) << "precious";
   const auto r = sample(2, golden_config("keep.h5"));
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_NE(r.output.find("already exists"), std::string::npos) << r.output;
-  std::ifstream in(out);
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(content, "precious");
+  EXPECT_NE(r.output.find("cannot be resumed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--force-new"), std::string::npos) << r.output;
+  EXPECT_EQ(file_bytes(out), "precious");
+  // A truncated output of a real run is refused too, and left as it is.
+  ASSERT_EQ(sample(1, golden_config("trunc.h5")).code, 0);
+  const std::string trunc = (dir_ / "trunc.h5").string();
+  fs::resize_file(trunc, fs::file_size(trunc) / 2);
+  const std::string before = file_bytes(trunc);
+  const auto t = sample(2, golden_config("trunc.h5"));
+  EXPECT_EQ(t.code, 1) << t.output;
+  EXPECT_NE(t.output.find("cannot be resumed"), std::string::npos) << t.output;
+  EXPECT_EQ(file_bytes(trunc), before);
+  // --force-new replaces it.
+  const auto f = sample(1, golden_config("trunc.h5"), "--force-new");
+  EXPECT_EQ(f.code, 0) << f.output;
+}
+
+TEST_F(SampleE2E, OutputOfAnotherRunIsRefusedNamingThePart) {
+  ASSERT_EQ(sample(1, golden_config("a.h5")).code, 0);
+  const std::string path = (dir_ / "a.h5").string();
+  const std::string before = file_bytes(path);
+  const auto r = sample(2, golden_config("a.h5"), "--set guidance.w_max=0.5");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("different run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("guidance: stored 'schedule=linear;w_max=1'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("sampler:"), std::string::npos) << "only the differing part is named:\n" << r.output;
+  EXPECT_EQ(file_bytes(path), before);
+  // The same run again is a resume of a complete file: nothing to do, nothing changes.
+  const auto again = sample(2, golden_config("a.h5"));
+  EXPECT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("32/32 samples already done"), std::string::npos) << again.output;
+  const auto status = run(std::string(ADAPTDIFF_SAMPLE_EXE) + " --status " + path);
+  EXPECT_EQ(status.code, 0) << status.output;
+  EXPECT_NE(status.output.find("status: complete"), std::string::npos) << status.output;
+}
+
+TEST_F(SampleE2E, ChangedIdentityFileIsRefused) {
+  // An HDF5-free identity file: .npy [8, 512] float32.
+  auto write_npy = [&](float scale) {
+    const std::string npy = (dir_ / "ids.npy").string();
+    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 512), }";
+    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+    header += '\n';
+    std::ofstream f(npy, std::ios::binary);
+    f.write("\x93NUMPY\x01\x00", 8);
+    const uint16_t len = static_cast<uint16_t>(header.size());
+    f.write(reinterpret_cast<const char*>(&len), 2);
+    f << header;
+    for (int r = 0; r < 8; ++r) {
+      for (int c = 0; c < 512; ++c) {
+        const float v = scale * static_cast<float>(std::sin(0.1 * (r * 512 + c) + r));
+        f.write(reinterpret_cast<const char*>(&v), 4);
+      }
+    }
+    return npy;
+  };
+  const std::string npy = write_npy(1.0f);
+  const std::string set = "--set identities.source=\\\"" + npy + "\\\"";
+  ASSERT_EQ(sample(1, golden_config("ids.h5"), set).code, 0);
+  write_npy(2.0f);
+  const auto r = sample(2, golden_config("ids.h5"), set);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("identities: stored"), std::string::npos) << r.output;
+}
+
+TEST_F(SampleE2E, LockedOutputNamesFileLockingSwitch) {
+  ASSERT_EQ(sample(1, golden_config("locked.h5"), "--set identities.count=2").code, 0);
+  const std::string path = (dir_ / "locked.h5").string();
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);  // another writer holds the file
+  const auto r = sample(1, golden_config("locked.h5"), "--set identities.count=2");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("HDF5_USE_FILE_LOCKING"), std::string::npos) << r.output;
+  ::close(fd);
+}
+
+TEST_F(SampleE2E, IdleRanksDoNotHang) {
+  // One batch for three ranks: two of them have no work but take part in every collective.
+  const auto r = sample(3, golden_config("idle.h5"), "--set identities.count=2 --set identities.images_per_identity=1");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("done: 2 images"), std::string::npos) << r.output;
+}
+
+TEST_F(SampleE2E, UnwritableOutputPathIsRefused) {
+  const auto r = sample(1, golden_config("/proc/adaptdiff/out.h5"));
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("/proc/adaptdiff"), std::string::npos) << r.output;
 }
 
 TEST_F(SampleE2E, BadIdentityRowIsNamedBeforeAnyWork) {
