@@ -1,5 +1,7 @@
 #include "config/model_config.hpp"
 
+#include <sstream>
+
 #include "config/toml_reader.hpp"
 #include "core/error.hpp"
 
@@ -121,6 +123,33 @@ ModelConfig read(const toml::table& root, const std::string& origin) {
 }
 
 }  // namespace
+
+std::string canonical_text(const ModelConfig& m) {
+  std::ostringstream os;
+  os.precision(17);
+  auto list = [&](const auto& v) {
+    os << "[";
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? "," : "") << v[i];
+    os << "]";
+  };
+  const auto& u = m.unet;
+  os << "unet{" << u.input_channels << "," << u.initial_channels << ",";
+  list(u.channel_multipliers);
+  os << ",";
+  list(u.is_attention);
+  os << "," << u.attention_heads << "," << u.attention_head_channels << "," << u.n_blocks_per_resolution << ","
+     << u.condition_type << "," << u.context_input_channels << "," << u.context_channels << "}";
+  const auto& d = m.diffusion;
+  os << "diffusion{" << d.T << "," << d.schedule_type << "," << d.beta_1 << "," << d.beta_T << "," << d.latent_channels
+     << "," << d.latent_height << "," << d.latent_width << "}";
+  const auto& c = m.decoder;
+  os << "decoder{" << c.ch << ",";
+  list(c.ch_mult);
+  os << "," << c.num_res_blocks << ",";
+  list(c.attn_resolutions);
+  os << "," << c.z_channels << "," << c.out_ch << "," << c.embed_dim << "," << c.n_embed << "}";
+  return os.str();
+}
 
 ModelConfig load_model_config(const std::string& path) { return read(parse_toml_file(path), path); }
 

@@ -72,6 +72,9 @@ struct ModelConfig {
 /// wrong types and inconsistent values (e.g. widths not divisible by 32 for GroupNorm(32)).
 ModelConfig load_model_config(const std::string& path);
 
+/// Canonical text of every value (no comments, fixed order): equal for files that describe the same model.
+std::string canonical_text(const ModelConfig& m);
+
 /// Parses model TOML text (same rules); `origin` names it in messages.
 ModelConfig parse_model_config(const std::string& text, const std::string& origin);
 

@@ -10,6 +10,7 @@ namespace {
 std::string position(const toml::node* n) {
   if (n == nullptr) return "";
   const auto& src = n->source();
+  if (src.begin.line == 0) return " (from --set)";  // values inserted by a command-line override
   std::ostringstream os;
   os << " (line " << src.begin.line << ":" << src.begin.column << ")";
   return os.str();

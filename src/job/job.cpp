@@ -73,6 +73,7 @@ struct ModelBundle {
   std::vector<int64_t> latent_shape;  // {C, h, w}
   int64_t image_height = 0, image_width = 0;
   int64_t context_dim = 512;
+  std::string architecture;  // canonical text of the model file's values (idiff-face)
 };
 
 torch::Device pick_device(const config::RunConfig& cfg, const dist::Comm& comm) {
@@ -98,6 +99,7 @@ ModelBundle load_model(const config::RunConfig& cfg, torch::Device device) {
   if (m.kind == "idiff-face") {
     require_file(m.architecture, "model.architecture");
     const config::ModelConfig mc = config::load_model_config(m.architecture);
+    b.architecture = config::canonical_text(mc);
     b.schedule = sampler::Schedule::linear(mc.diffusion.T, mc.diffusion.beta_1, mc.diffusion.beta_T);
     b.latent_shape = {mc.diffusion.latent_channels, mc.diffusion.latent_height, mc.diffusion.latent_width};
     b.image_height = mc.decoder.image_size(mc.diffusion.latent_height);
@@ -217,6 +219,15 @@ void print_plan(const Plan& plan, const config::RunConfig& cfg, const ModelBundl
                           (latent * 4 * 6 + static_cast<double>(mb.image_height * mb.image_width) * (3 * 4 * 2 + 3));
   log::info("plan: output {} ({} of images), per-rank sampling buffers ~{} plus the model and its activations",
             cfg.output.path, human_bytes(image_bytes), human_bytes(per_rank));
+  if (plan.batch_size > plan.samples) {
+    log::warn("plan: run.batch_size = {} exceeds the {} samples: every forward is padded to {} rows", plan.batch_size,
+              plan.samples, plan.batch_size);
+  }
+  if (plan.batches < plan.world_size) {
+    log::warn("plan: {} batch(es) for {} ranks: {} rank(s) will have no work (use fewer ranks or a smaller "
+              "run.batch_size)",
+              plan.batches, plan.world_size, plan.world_size - plan.batches);
+  }
 }
 
 std::string source_identity(const io::ContextSource& src) {
@@ -241,7 +252,12 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
   a["config_toml"] = config::to_toml(cfg);
   const auto& m = cfg.model;
   std::string model = "kind=" + m.kind + ";init=" + m.init;
-  if (!m.architecture.empty()) model += ";architecture=" + (a["sha256_architecture"] = io::sha256_file(m.architecture));
+  // The architecture enters by value (comments and layout of the model file do not matter); its file hash is
+  // kept as provenance only.
+  if (!m.architecture.empty()) {
+    a["sha256_architecture"] = io::sha256_file(m.architecture);
+    model += ";architecture=" + io::sha256_bytes(mb.architecture);
+  }
   if (m.init == "random") {
     model += ";init_seed=" + std::to_string(m.init_seed);
   } else {
@@ -506,7 +522,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   int64_t pool_total = N;
   const bool pool_is_identity_set = cfg.negatives.pool.empty();
   const auto strategy = negatives::parse_strategy(cfg.negatives.strategy);
-  agree(comm, "identities", [&] {
+  const auto validate_sources = [&] {
     const std::string base = fs::path(cfg.config_path).parent_path().string();
     id_source = io::parse_context_source(idc.source, base);
     if (id_source.kind == io::ContextSource::kSyntheticUniform) id_source.seed = static_cast<uint64_t>(idc.seed);
@@ -528,6 +544,14 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
     if (needs_two && pool_is_identity_set && N < 2) {
       throw ConfigError("config: negatives.strategy = \"" + cfg.negatives.strategy +
                         "\" needs at least 2 identities (identities.count = 1)");
+    }
+  };
+  agree(comm, "identities", [&] {
+    try {
+      validate_sources();
+    } catch (const IoError& e) {
+      // A missing or unreadable file named by the configuration is a configuration error (exit code 2).
+      throw ConfigError(std::string("config: ") + e.what());
     }
   });
 
@@ -557,12 +581,6 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   for (int64_t i : timesteps) weights.push_back(guidance->weight(i, mb.schedule.T));
   const Plan full = make_plan(N, K, all_samples(N * K), cfg.run.batch_size, timesteps, weights, world);
   if (root) print_plan(full, cfg, mb, *guidance, ddim);
-  if (opts.dry_run) {
-    if (root && fs::exists(cfg.output.path)) {
-      log::info("plan: {} exists: a real run resumes it if it belongs to this run (see --status)", cfg.output.path);
-    }
-    return JobSummary{};
-  }
 
   // ---- identity of the run: file hashes (rank 0 reads each file once) and fingerprint ----------------
   std::map<std::string, std::string> attrs;
@@ -571,17 +589,19 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   });
   attrs = bcast_map(comm, attrs);
 
-  // ---- the output file: new, or resumed when it belongs to this run ----------------------------------------
+  // ---- the output file: new, or resumed when it belongs to this run (checked in --dry-run too) ------------
   const bool exists = fs::exists(cfg.output.path);
   const bool start_new = !exists || opts.force_new || cfg.output.overwrite;
   agree(comm, "output", [&] {
     if (!start_new && root) check_same_run(cfg.output.path, attrs, cfg.output.file_locking);
-    check_output_folder(cfg.output.path);
+    if (!opts.dry_run) check_output_folder(cfg.output.path);
   });
   if (root && exists) {
-    log::info(start_new ? "output: replacing {} (--force-new / output.overwrite)" : "output: resuming {}",
+    log::info(start_new ? "output: {} {} (--force-new / output.overwrite)" : "output: {} {} (same run)",
+              opts.dry_run ? (start_new ? "would replace" : "would resume") : (start_new ? "replacing" : "resuming"),
               cfg.output.path);
   }
+  if (opts.dry_run) return JobSummary{};
 
   // ---- identities and negatives (distributed) -------------------------------------------------------
   const Span my_ids = full.rank_identities[static_cast<size_t>(rank)];
@@ -675,7 +695,12 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
     std::string failure;
     if (round < my_batches.size() && !stop::requested()) {
       try {
-        written += sampler.run(plan.batch_rows(my_batches.begin + round));
+        const auto t_batch = std::chrono::steady_clock::now();
+        const auto rows = plan.batch_rows(my_batches.begin + round);
+        written += sampler.run(rows);
+        log::debug("batch {}: samples [{}..{}] ({} rows) in {:.2f} s", my_batches.begin + round, rows.front(),
+                   rows.back(), rows.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count());
         progress.update(written);
       } catch (const BatchAbandoned&) {
         status = 1;
