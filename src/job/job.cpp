@@ -1,11 +1,15 @@
 #include "job/job.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -264,15 +268,21 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
     model += ";unet=" + (a["sha256_unet"] = io::sha256_file(m.unet));
     model += ";decoder=" + (a["sha256_decoder"] = io::sha256_file(m.decoder));
   }
-  if (m.kind == "torchscript") model += ";T=" + std::to_string(m.T) + ";betas=" + number(m.beta_1) + "," + number(m.beta_T);
+  if (m.kind == "torchscript") {
+    model += ";T=" + std::to_string(m.T) + ";betas=" + number(m.beta_1) + "," + number(m.beta_T) + ";latent=" +
+             std::to_string(m.latent_channels) + "x" + std::to_string(m.latent_height) + "x" +
+             std::to_string(m.latent_width);
+  }
   a["fingerprint.model"] = model;
   a["fingerprint.sampler"] = "kind=" + cfg.sampler.kind + ";steps=" + std::to_string(cfg.sampler.steps) +
-                             ";eta=" + number(cfg.sampler.eta);
+                             (cfg.sampler.kind == "ddim" ? ";eta=" + number(cfg.sampler.eta) : "");
   const auto& g = cfg.guidance;
   a["fingerprint.guidance"] = "schedule=" + g.schedule + (g.schedule == "constant" ? ";w=" + number(g.w) : "") +
                               (g.schedule == "linear" || g.schedule == "reverse" ? ";w_max=" + number(g.w_max) : "");
   a["fingerprint.negatives"] = "strategy=" + cfg.negatives.strategy +
-                               (pool != nullptr ? ";pool=" + source_identity(*pool) : "") +
+                               (pool != nullptr && cfg.negatives.strategy != "zero" && cfg.negatives.strategy != "none"
+                                    ? ";pool=" + source_identity(*pool)
+                                    : "") +
                                (cfg.negatives.strategy == "random" ? ";seed=" + std::to_string(cfg.negatives.seed) : "");
   const auto& id = cfg.identities;
   a["fingerprint.identities"] = "source=" + source_identity(ids) + ";count=" + std::to_string(id.count) +
@@ -341,13 +351,19 @@ void check_output_folder(const std::string& path) {
   if (fs::exists(out) && access(out.c_str(), W_OK) != 0) throw IoError("output: " + path + " is not writable");
 }
 
-/// The progress record of a sample: 63 bits of SHA-256 over its image bytes and labels; never 0 (0 = not done).
-int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sample_index) {
-  const torch::Tensor c = image.contiguous();
-  std::string bytes(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()));
-  bytes.append(reinterpret_cast<const char*>(&identity), sizeof identity);
-  bytes.append(reinterpret_cast<const char*>(&sample_index), sizeof sample_index);
-  const uint64_t h = std::stoull(io::sha256_bytes(bytes).substr(0, 16), nullptr, 16) & 0x7FFFFFFFFFFFFFFFULL;
+/// The progress record of a sample: 63 bits of SHA-256 over (SHA-256 of its image bytes, its labels, and the
+/// SHA-256 of its latent bytes when latents are stored); never 0 (0 = not done).
+int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sample_index,
+                        const torch::Tensor& latent = torch::Tensor()) {
+  auto digest = [](const torch::Tensor& t) {
+    const torch::Tensor c = t.contiguous();
+    return io::sha256_bytes(std::string_view(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size()));
+  };
+  std::string record = digest(image);
+  record.append(reinterpret_cast<const char*>(&identity), sizeof identity);
+  record.append(reinterpret_cast<const char*>(&sample_index), sizeof sample_index);
+  if (latent.defined()) record += digest(latent);
+  const uint64_t h = std::stoull(io::sha256_bytes(record).substr(0, 16), nullptr, 16) & 0x7FFFFFFFFFFFFFFFULL;
   return h == 0 ? 1 : static_cast<int64_t>(h);
 }
 
@@ -366,7 +382,8 @@ void for_each_run(const std::vector<int64_t>& rows, int64_t max_run, Fn&& fn) {
 
 /// Samples still to do (COLLECTIVE): those never marked done, plus done ones whose stored images/labels no
 /// longer match their checksum (verified in parallel, each rank a block of the done samples).
-std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& store, int64_t samples) {
+std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& store, int64_t samples,
+                                     bool with_latents) {
   const torch::Tensor sums = store.read_rows(io::store_dataset::kSampleChecksum, 0, samples);
   const int64_t* sum = sums.data_ptr<int64_t>();
   std::vector<int64_t> done;
@@ -382,9 +399,13 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
       const torch::Tensor images = store.read_rows(io::store_dataset::kImages, first, n);
       const torch::Tensor ids = store.read_rows(io::store_dataset::kIdentity, first, n);
       const torch::Tensor ks = store.read_rows(io::store_dataset::kSampleIndex, first, n);
+      const torch::Tensor latents =
+          with_latents ? store.read_rows(io::store_dataset::kLatents, first, n) : torch::Tensor();
+      const int64_t* id = ids.data_ptr<int64_t>();
+      const int64_t* k = ks.data_ptr<int64_t>();
       for (int64_t j = 0; j < n; ++j) {
-        const int64_t s = first + j;
-        if (sample_checksum(images[j], ids[j].item<int64_t>(), ks[j].item<int64_t>()) != sum[s]) bad[s] = 1;
+        const torch::Tensor latent = with_latents ? latents[j] : torch::Tensor();
+        if (sample_checksum(images[j], id[j], k[j], latent) != sum[first + j]) bad[first + j] = 1;
       }
     });
   });
@@ -399,6 +420,47 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
     log::warn("resume: {} sample(s) marked done failed their checksum and will be redone", redo);
   }
   return pending;
+}
+
+/// An exclusive advisory lock on "<output>.lock" held by rank 0 for the whole run, so that two jobs never
+/// write (or replace) the same output at once. The lock file stays; only the lock matters.
+class RunLock {
+ public:
+  RunLock() = default;
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+  ~RunLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void acquire(const std::string& output) {
+    const std::string path = output + ".lock";
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw IoError("output: cannot create lock file " + path + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+    const int err = errno;
+    if (err == EWOULDBLOCK) {
+      throw IoError("output: another adaptdiff run is writing " + output + " (it holds " + path +
+                    "); nothing was changed\n---> HINT: wait for it to finish, or choose another output.path");
+    }
+    log::warn("output: cannot lock {} ({}); continuing without protection against a second writer", path,
+              std::strerror(err));
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+/// Refuses an output path that is one of the run's input files (--force-new would destroy it).
+void check_not_an_input(const config::RunConfig& cfg) {
+  std::error_code ec;
+  auto strip = [](const std::string& source) { return source.substr(0, source.find(":/")); };
+  for (const std::string& input : {cfg.model.architecture, cfg.model.unet, cfg.model.decoder, strip(cfg.identities.source),
+                                   strip(cfg.negatives.pool)}) {
+    if (!input.empty() && fs::exists(input, ec) && fs::exists(cfg.output.path, ec) &&
+        fs::equivalent(input, cfg.output.path, ec)) {
+      throw ConfigError("config: output.path " + cfg.output.path + " is also an input of the run (" + input + ")");
+    }
+  }
 }
 
 /// Every rank throws the error of the lowest failing rank after closing the store (COLLECTIVE).
@@ -468,7 +530,9 @@ struct BatchSampler {
 
     // Data first, then the record: a sample counts as done only once its data were written before it.
     std::vector<int64_t> sums(static_cast<size_t>(n));
-    for (int64_t j = 0; j < n; ++j) sums[j] = sample_checksum(images[j], identity[j], image[j]);
+    for (int64_t j = 0; j < n; ++j) {
+      sums[j] = sample_checksum(images[j], identity[j], image[j], latents.defined() ? latents[j] : torch::Tensor());
+    }
     const torch::Tensor sums_t = torch::tensor(sums, torch::kInt64);
     try {
       for_each_run(rows, B, [&](size_t a, int64_t m) {
@@ -496,6 +560,15 @@ struct BatchSampler {
            human_bytes(static_cast<double>(space.available)) + " free)";
   }
 };
+
+JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts,
+                            const ModelBundle& mb, const sampler::GuidanceSchedule& guidance, torch::Device device,
+                            bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
+                            io::OutputStore& store_ref, Span my_ids, const torch::Tensor& my_contexts,
+                            const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
+                            bool pool_is_identity_set, negatives::Strategy strategy,
+                            const negatives::Selection& selection, const std::vector<int64_t>& all_negative_index,
+                            bool start_new, const io::ContextSource& id_source);
 
 }  // namespace
 
@@ -590,11 +663,17 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   attrs = bcast_map(comm, attrs);
 
   // ---- the output file: new, or resumed when it belongs to this run (checked in --dry-run too) ------------
-  const bool exists = fs::exists(cfg.output.path);
+  // Rank 0 decides (ranks may see a shared file system differently) and everyone follows.
+  const bool exists = comm.allreduce(root && fs::exists(cfg.output.path) ? 1 : 0, dist::ReduceOp::kMax) != 0;
   const bool start_new = !exists || opts.force_new || cfg.output.overwrite;
+  RunLock lock;
   agree(comm, "output", [&] {
+    check_not_an_input(cfg);
     if (!start_new && root) check_same_run(cfg.output.path, attrs, cfg.output.file_locking);
-    if (!opts.dry_run) check_output_folder(cfg.output.path);
+    if (!opts.dry_run) {
+      check_output_folder(cfg.output.path);
+      if (root) lock.acquire(cfg.output.path);
+    }
   });
   if (root && exists) {
     log::info(start_new ? "output: {} {} (--force-new / output.overwrite)" : "output: {} {} (same run)",
@@ -643,17 +722,66 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   io::StoreOptions store_options;
   store_options.file_locking = cfg.output.file_locking;
   std::unique_ptr<io::OutputStore> store;
+  // A new file is made under a temporary name and renamed once its metadata are on disk, so a kill during
+  // creation never leaves an unopenable file at output.path.
+  const std::string creating = cfg.output.path + ".creating";
   agree(comm, "output", [&] {
     store = std::make_unique<io::OutputStore>(
-        start_new ? io::OutputStore::create(comm.handle(), cfg.output.path, layout, attrs, store_options)
+        start_new ? io::OutputStore::create(comm.handle(), creating, layout, attrs, store_options)
                   : io::OutputStore::open_existing(comm.handle(), cfg.output.path, store_options));
+    if (!start_new && store->layout() != layout) {
+      throw IoError("output: " + cfg.output.path + " has another layout than this run (image or latent size)");
+    }
   });
+  if (start_new) {
+    agree(comm, "output", [&] {
+      if (root) fs::rename(creating, cfg.output.path);
+    });
+  }
+  // From here on an error on one rank must not leave it in the store's collective close while the others
+  // wait elsewhere: such errors abort the job (errors agreed by all ranks unwind normally).
+  try {
+    return sample_and_store(comm, cfg, opts, mb, *guidance, device, ddim, timesteps, weights, *store, my_ids,
+                            my_contexts, my_pool, my_pool_span, pool_total, pool_is_identity_set, strategy,
+                            selection, all_negative_index, start_new, id_source);
+  } catch (const Error& e) {
+    if (!e.on_all_ranks() && world > 1) {
+      log::error("{}", e.what());
+      comm.abort(static_cast<int>(ExitCode::kFailure));
+    }
+    throw;
+  } catch (const std::exception& e) {
+    if (world > 1) {
+      log::error("unexpected failure: {}", e.what());
+      comm.abort(static_cast<int>(ExitCode::kFailure));
+    }
+    throw;
+  }
+}
+
+namespace {
+
+JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts,
+                            const ModelBundle& mb, const sampler::GuidanceSchedule& guidance, torch::Device device,
+                            bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
+                            io::OutputStore& store_ref, Span my_ids, const torch::Tensor& my_contexts,
+                            const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
+                            bool pool_is_identity_set, negatives::Strategy strategy,
+                            const negatives::Selection& selection, const std::vector<int64_t>& all_negative_index,
+                            bool start_new, const io::ContextSource& id_source) {
+  const int rank = comm.rank();
+  const int world = comm.size();
+  const bool root = rank == 0;
+  const auto& idc = cfg.identities;
+  const int64_t N = idc.count, K = idc.images_per_identity;
+  io::OutputStore* store = &store_ref;
+  (void)opts;
   // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
   store->write_contexts(my_ids.begin, my_contexts);
   store->write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
 
   // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
-  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K);
+  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K, cfg.output.store_latents);
   const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
   const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
   if (root && !start_new) {
@@ -684,7 +812,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   }
 
   // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
-  BatchSampler sampler{cfg, mb, *guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
+  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
   Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
   int64_t written = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -725,8 +853,8 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  store->flush();
-  store->close();
+  agree(comm, "checkpoint", [&] { store->flush(); });
+  agree(comm, "close", [&] { store->close(); });
 
   JobSummary summary;
   summary.images_written = comm.allreduce(written, dist::ReduceOp::kSum);
@@ -735,10 +863,10 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   summary.output_path = cfg.output.path;
   summary.samples_done = done_before + summary.images_written;
   summary.samples_total = N * K;
-  summary.stopped = stopped;
+  summary.stopped = stopped && summary.samples_done < summary.samples_total;
   if (root) {
     const double rate = summary.seconds > 0 ? summary.images_written / summary.seconds : 0.0;
-    if (stopped) {
+    if (summary.stopped) {
       log::warn("stopped on signal {}: checkpoint written, {}/{} samples done; run the same command again to "
                 "resume (exit code {})",
                 stop::signal_number(), summary.samples_done, summary.samples_total,
@@ -747,9 +875,13 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
       log::info("done: {} images ({} identities x {}) in {:.1f} s = {:.2f} images/s on {} rank(s); {} forward passes",
                 summary.images_written, N, K, summary.seconds, rate, world, summary.forwards);
     }
-    log::info("wrote {} ({})", cfg.output.path, human_bytes(static_cast<double>(fs::file_size(cfg.output.path))));
+    std::error_code ec;
+    const auto bytes = fs::file_size(cfg.output.path, ec);
+    log::info("wrote {} ({})", cfg.output.path, ec ? std::string("size unknown") : human_bytes(static_cast<double>(bytes)));
   }
   return summary;
 }
+
+}  // namespace
 
 }  // namespace adaptdiff::job

@@ -249,6 +249,17 @@ TEST_F(SampleE2E, LockedOutputNamesFileLockingSwitch) {
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("HDF5_USE_FILE_LOCKING"), std::string::npos) << r.output;
   ::close(fd);
+  // A second job on the same output is refused while the first holds the run lock.
+  const std::string lock = path + ".lock";
+  const int lfd = ::open(lock.c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(lfd, 0);
+  ASSERT_EQ(::flock(lfd, LOCK_EX), 0);
+  const std::string before = file_bytes(path);
+  const auto second = sample(1, golden_config("locked.h5"), "--set identities.count=2 --force-new");
+  EXPECT_EQ(second.code, 1) << second.output;
+  EXPECT_NE(second.output.find("another adaptdiff run is writing"), std::string::npos) << second.output;
+  EXPECT_EQ(file_bytes(path), before);
+  ::close(lfd);
 }
 
 TEST_F(SampleE2E, IdleRanksDoNotHang) {
