@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh build
-ctest --test-dir build --output-on-failure --timeout 900 "$@"
+ctest --test-dir build --output-on-failure --timeout 900 -j "$(nproc)" "$@"
