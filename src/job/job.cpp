@@ -561,6 +561,10 @@ struct BatchSampler {
   }
 };
 
+
+
+/// The part of the job after the store is open: verify the record, plan the pending samples, sample them in
+/// rounds closed by an agreement, checkpoint, close (COLLECTIVE).
 JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts,
                             const ModelBundle& mb, const sampler::GuidanceSchedule& guidance, torch::Device device,
                             bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
@@ -568,7 +572,119 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
                             const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
                             bool pool_is_identity_set, negatives::Strategy strategy,
                             const negatives::Selection& selection, const std::vector<int64_t>& all_negative_index,
-                            bool start_new, const io::ContextSource& id_source);
+                            bool start_new, const io::ContextSource& id_source) {
+  const int rank = comm.rank();
+  const int world = comm.size();
+  const bool root = rank == 0;
+  const auto& idc = cfg.identities;
+  const int64_t N = idc.count, K = idc.images_per_identity;
+  io::OutputStore* store = &store_ref;
+  (void)opts;
+  // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
+  store->write_contexts(my_ids.begin, my_contexts);
+  store->write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
+
+  // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
+  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K, cfg.output.store_latents);
+  const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
+  const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
+  if (root && !start_new) {
+    log::info("resume: {}/{} samples already done and verified; {} to do in {} batches", done_before, N * K,
+              pending.size(), plan.batches);
+  }
+
+  // ---- contexts of the identities this rank's batches touch, and of their negatives ---------------------
+  const Span my_batches = plan.rank_batches[static_cast<size_t>(rank)];
+  Span touched{0, 0};
+  if (my_batches.size() > 0) {
+    touched.begin = plan.batch_rows(my_batches.begin).front() / K;
+    touched.end = plan.batch_rows(my_batches.end - 1).back() / K + 1;
+  }
+  torch::Tensor pos_rows, neg_rows;  // [touched, D]
+  agree(comm, "contexts", [&] {
+    if (touched.size() > 0) {
+      pos_rows = io::read_contexts(id_source, idc.offset + touched.begin, idc.offset + touched.end, idc.context_dim);
+    }
+  });
+  if (strategy == negatives::Strategy::kZero) {
+    neg_rows = torch::zeros({touched.size(), idc.context_dim}, torch::kFloat32);
+  } else if (strategy != negatives::Strategy::kNone) {
+    // Collective: the negative conditions p- come from whichever rank holds those pool rows.
+    std::vector<int64_t> wanted(all_negative_index.begin() + touched.begin, all_negative_index.begin() + touched.end);
+    neg_rows = dist::gather_pool_rows(comm, torch::tensor(wanted, torch::kInt64),
+                                      pool_is_identity_set ? my_contexts : my_pool, my_pool_span.begin, pool_total);
+  }
+
+  // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
+  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
+  Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
+  int64_t written = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last_flush = t0;
+  bool stopped = false;
+  for (int64_t round = 0; round < plan.rounds(); ++round) {
+    int64_t status = 0;  // 0 go on, 1 stop requested, 2 failed
+    std::string failure;
+    if (round < my_batches.size() && !stop::requested()) {
+      try {
+        const auto t_batch = std::chrono::steady_clock::now();
+        const auto rows = plan.batch_rows(my_batches.begin + round);
+        written += sampler.run(rows);
+        log::debug("batch {}: samples [{}..{}] ({} rows) in {:.2f} s", my_batches.begin + round, rows.front(),
+                   rows.back(), rows.size(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count());
+        progress.update(written);
+      } catch (const BatchAbandoned&) {
+        status = 1;
+      } catch (const std::exception& e) {
+        status = 2;
+        failure = e.what();
+      }
+    }
+    if (stop::requested()) status = std::max<int64_t>(status, 1);
+    const double since_flush = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count();
+    const std::vector<int64_t> agreed =
+        comm.allreduce(std::vector<int64_t>{status, root && since_flush >= cfg.run.checkpoint_interval ? 1 : 0},
+                       dist::ReduceOp::kMax);
+    if (agreed[0] == 2) fail_together(comm, *store, status == 2, failure);
+    if (agreed[0] == 1) {
+      stopped = true;
+      break;
+    }
+    if (agreed[1] != 0) {
+      store->flush();  // collective: a durable checkpoint
+      last_flush = std::chrono::steady_clock::now();
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  agree(comm, "checkpoint", [&] { store->flush(); });
+  agree(comm, "close", [&] { store->close(); });
+
+  JobSummary summary;
+  summary.images_written = comm.allreduce(written, dist::ReduceOp::kSum);
+  summary.forwards = comm.allreduce(sampler.counter.calls, dist::ReduceOp::kSum);
+  summary.seconds = comm.allreduce(seconds, dist::ReduceOp::kMax);
+  summary.output_path = cfg.output.path;
+  summary.samples_done = done_before + summary.images_written;
+  summary.samples_total = N * K;
+  summary.stopped = stopped && summary.samples_done < summary.samples_total;
+  if (root) {
+    const double rate = summary.seconds > 0 ? summary.images_written / summary.seconds : 0.0;
+    if (summary.stopped) {
+      log::warn("stopped on signal {}: checkpoint written, {}/{} samples done; run the same command again to "
+                "resume (exit code {})",
+                stop::signal_number(), summary.samples_done, summary.samples_total,
+                static_cast<int>(ExitCode::kCheckpointed));
+    } else {
+      log::info("done: {} images ({} identities x {}) in {:.1f} s = {:.2f} images/s on {} rank(s); {} forward passes",
+                summary.images_written, N, K, summary.seconds, rate, world, summary.forwards);
+    }
+    std::error_code ec;
+    const auto bytes = fs::file_size(cfg.output.path, ec);
+    log::info("wrote {} ({})", cfg.output.path, ec ? std::string("size unknown") : human_bytes(static_cast<double>(bytes)));
+  }
+  return summary;
+}
 
 }  // namespace
 
@@ -758,130 +874,5 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
     throw;
   }
 }
-
-namespace {
-
-JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts,
-                            const ModelBundle& mb, const sampler::GuidanceSchedule& guidance, torch::Device device,
-                            bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
-                            io::OutputStore& store_ref, Span my_ids, const torch::Tensor& my_contexts,
-                            const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
-                            bool pool_is_identity_set, negatives::Strategy strategy,
-                            const negatives::Selection& selection, const std::vector<int64_t>& all_negative_index,
-                            bool start_new, const io::ContextSource& id_source) {
-  const int rank = comm.rank();
-  const int world = comm.size();
-  const bool root = rank == 0;
-  const auto& idc = cfg.identities;
-  const int64_t N = idc.count, K = idc.images_per_identity;
-  io::OutputStore* store = &store_ref;
-  (void)opts;
-  // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
-  store->write_contexts(my_ids.begin, my_contexts);
-  store->write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
-
-  // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
-  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K, cfg.output.store_latents);
-  const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
-  const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
-  if (root && !start_new) {
-    log::info("resume: {}/{} samples already done and verified; {} to do in {} batches", done_before, N * K,
-              pending.size(), plan.batches);
-  }
-
-  // ---- contexts of the identities this rank's batches touch, and of their negatives ---------------------
-  const Span my_batches = plan.rank_batches[static_cast<size_t>(rank)];
-  Span touched{0, 0};
-  if (my_batches.size() > 0) {
-    touched.begin = plan.batch_rows(my_batches.begin).front() / K;
-    touched.end = plan.batch_rows(my_batches.end - 1).back() / K + 1;
-  }
-  torch::Tensor pos_rows, neg_rows;  // [touched, D]
-  agree(comm, "contexts", [&] {
-    if (touched.size() > 0) {
-      pos_rows = io::read_contexts(id_source, idc.offset + touched.begin, idc.offset + touched.end, idc.context_dim);
-    }
-  });
-  if (strategy == negatives::Strategy::kZero) {
-    neg_rows = torch::zeros({touched.size(), idc.context_dim}, torch::kFloat32);
-  } else if (strategy != negatives::Strategy::kNone) {
-    // Collective: the negative conditions p- come from whichever rank holds those pool rows.
-    std::vector<int64_t> wanted(all_negative_index.begin() + touched.begin, all_negative_index.begin() + touched.end);
-    neg_rows = dist::gather_pool_rows(comm, torch::tensor(wanted, torch::kInt64),
-                                      pool_is_identity_set ? my_contexts : my_pool, my_pool_span.begin, pool_total);
-  }
-
-  // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
-  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
-  Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
-  int64_t written = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto last_flush = t0;
-  bool stopped = false;
-  for (int64_t round = 0; round < plan.rounds(); ++round) {
-    int64_t status = 0;  // 0 go on, 1 stop requested, 2 failed
-    std::string failure;
-    if (round < my_batches.size() && !stop::requested()) {
-      try {
-        const auto t_batch = std::chrono::steady_clock::now();
-        const auto rows = plan.batch_rows(my_batches.begin + round);
-        written += sampler.run(rows);
-        log::debug("batch {}: samples [{}..{}] ({} rows) in {:.2f} s", my_batches.begin + round, rows.front(),
-                   rows.back(), rows.size(),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count());
-        progress.update(written);
-      } catch (const BatchAbandoned&) {
-        status = 1;
-      } catch (const std::exception& e) {
-        status = 2;
-        failure = e.what();
-      }
-    }
-    if (stop::requested()) status = std::max<int64_t>(status, 1);
-    const double since_flush = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count();
-    const std::vector<int64_t> agreed =
-        comm.allreduce(std::vector<int64_t>{status, root && since_flush >= cfg.run.checkpoint_interval ? 1 : 0},
-                       dist::ReduceOp::kMax);
-    if (agreed[0] == 2) fail_together(comm, *store, status == 2, failure);
-    if (agreed[0] == 1) {
-      stopped = true;
-      break;
-    }
-    if (agreed[1] != 0) {
-      store->flush();  // collective: a durable checkpoint
-      last_flush = std::chrono::steady_clock::now();
-    }
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  agree(comm, "checkpoint", [&] { store->flush(); });
-  agree(comm, "close", [&] { store->close(); });
-
-  JobSummary summary;
-  summary.images_written = comm.allreduce(written, dist::ReduceOp::kSum);
-  summary.forwards = comm.allreduce(sampler.counter.calls, dist::ReduceOp::kSum);
-  summary.seconds = comm.allreduce(seconds, dist::ReduceOp::kMax);
-  summary.output_path = cfg.output.path;
-  summary.samples_done = done_before + summary.images_written;
-  summary.samples_total = N * K;
-  summary.stopped = stopped && summary.samples_done < summary.samples_total;
-  if (root) {
-    const double rate = summary.seconds > 0 ? summary.images_written / summary.seconds : 0.0;
-    if (summary.stopped) {
-      log::warn("stopped on signal {}: checkpoint written, {}/{} samples done; run the same command again to "
-                "resume (exit code {})",
-                stop::signal_number(), summary.samples_done, summary.samples_total,
-                static_cast<int>(ExitCode::kCheckpointed));
-    } else {
-      log::info("done: {} images ({} identities x {}) in {:.1f} s = {:.2f} images/s on {} rank(s); {} forward passes",
-                summary.images_written, N, K, summary.seconds, rate, world, summary.forwards);
-    }
-    std::error_code ec;
-    const auto bytes = fs::file_size(cfg.output.path, ec);
-    log::info("wrote {} ({})", cfg.output.path, ec ? std::string("size unknown") : human_bytes(static_cast<double>(bytes)));
-  }
-  return summary;
-}
-
-}  // namespace
 
 }  // namespace adaptdiff::job

@@ -55,6 +55,25 @@ std::string sha256_hex(const std::string& path) {
   return os.str();
 }
 
+// Writes a float32 .npy [rows, 512] whose element (r, c) is value(r, c) (numpy format version 1.0).
+template <typename Fn>
+void write_npy(const std::string& path, int rows, Fn value) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", 512), }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  f.write("\x93NUMPY\x01\x00", 8);
+  const uint16_t len = static_cast<uint16_t>(header.size());
+  f.write(reinterpret_cast<const char*>(&len), 2);
+  f << header;
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < 512; ++c) {
+      const float v = value(r, c);
+      f.write(reinterpret_cast<const char*>(&v), 4);
+    }
+  }
+}
+
 class SampleE2E : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -212,28 +231,14 @@ TEST_F(SampleE2E, OutputOfAnotherRunIsRefusedNamingThePart) {
 
 TEST_F(SampleE2E, ChangedIdentityFileIsRefused) {
   // An HDF5-free identity file: .npy [8, 512] float32.
-  auto write_npy = [&](float scale) {
-    const std::string npy = (dir_ / "ids.npy").string();
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (8, 512), }";
-    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-    header += '\n';
-    std::ofstream f(npy, std::ios::binary);
-    f.write("\x93NUMPY\x01\x00", 8);
-    const uint16_t len = static_cast<uint16_t>(header.size());
-    f.write(reinterpret_cast<const char*>(&len), 2);
-    f << header;
-    for (int r = 0; r < 8; ++r) {
-      for (int c = 0; c < 512; ++c) {
-        const float v = scale * static_cast<float>(std::sin(0.1 * (r * 512 + c) + r));
-        f.write(reinterpret_cast<const char*>(&v), 4);
-      }
-    }
-    return npy;
+  const std::string npy = (dir_ / "ids.npy").string();
+  auto ids = [](float scale) {
+    return [scale](int r, int c) { return scale * static_cast<float>(std::sin(0.1 * (r * 512 + c) + r)); };
   };
-  const std::string npy = write_npy(1.0f);
+  write_npy(npy, 8, ids(1.0f));
   const std::string set = "--set identities.source=\\\"" + npy + "\\\"";
   ASSERT_EQ(sample(1, golden_config("ids.h5"), set).code, 0);
-  write_npy(2.0f);
+  write_npy(npy, 8, ids(2.0f));
   const auto r = sample(2, golden_config("ids.h5"), set);
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("identities: stored"), std::string::npos) << r.output;
@@ -278,22 +283,7 @@ TEST_F(SampleE2E, UnwritableOutputPathIsRefused) {
 TEST_F(SampleE2E, BadIdentityRowIsNamedBeforeAnyWork) {
   // .npy [6, 512] float32 with a NaN in row 4.
   const std::string npy = (dir_ / "ids.npy").string();
-  {
-    std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 512), }";
-    while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-    header += '\n';
-    std::ofstream f(npy, std::ios::binary);
-    f.write("\x93NUMPY\x01\x00", 8);
-    const uint16_t len = static_cast<uint16_t>(header.size());
-    f.write(reinterpret_cast<const char*>(&len), 2);
-    f << header;
-    for (int r = 0; r < 6; ++r) {
-      for (int c = 0; c < 512; ++c) {
-        const float v = (r == 4 && c == 9) ? NAN : 0.01f * static_cast<float>((r * 7 + c) % 13 + 1);
-        f.write(reinterpret_cast<const char*>(&v), 4);
-      }
-    }
-  }
+  write_npy(npy, 6, [](int r, int c) { return (r == 4 && c == 9) ? NAN : 0.01f * static_cast<float>((r * 7 + c) % 13 + 1); });
   const auto r = sample(2, golden_config("nan.h5", ""), "--set identities.source=\\\"" + npy +
                                                             "\\\" --set identities.count=6");
   EXPECT_EQ(r.code, 1) << r.output;
