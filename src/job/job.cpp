@@ -565,10 +565,10 @@ struct BatchSampler {
 
 /// The part of the job after the store is open: verify the record, plan the pending samples, sample them in
 /// rounds closed by an agreement, checkpoint, close (COLLECTIVE).
-JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts,
-                            const ModelBundle& mb, const sampler::GuidanceSchedule& guidance, torch::Device device,
+JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const ModelBundle& mb,
+                            const sampler::GuidanceSchedule& guidance, torch::Device device,
                             bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
-                            io::OutputStore& store_ref, Span my_ids, const torch::Tensor& my_contexts,
+                            io::OutputStore& store, Span my_ids, const torch::Tensor& my_contexts,
                             const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
                             bool pool_is_identity_set, negatives::Strategy strategy,
                             const negatives::Selection& selection, const std::vector<int64_t>& all_negative_index,
@@ -578,14 +578,12 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
   const bool root = rank == 0;
   const auto& idc = cfg.identities;
   const int64_t N = idc.count, K = idc.images_per_identity;
-  io::OutputStore* store = &store_ref;
-  (void)opts;
   // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
-  store->write_contexts(my_ids.begin, my_contexts);
-  store->write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
+  store.write_contexts(my_ids.begin, my_contexts);
+  store.write_negatives(my_ids.begin, selection.negative_index, selection.negative_similarity);
 
   // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
-  const std::vector<int64_t> pending = pending_samples(comm, *store, N * K, cfg.output.store_latents);
+  const std::vector<int64_t> pending = pending_samples(comm, store, N * K, cfg.output.store_latents);
   const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
   const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
   if (root && !start_new) {
@@ -616,7 +614,7 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
   }
 
   // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
-  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, *store};
+  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, store};
   Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
   int64_t written = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -646,19 +644,19 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
     const std::vector<int64_t> agreed =
         comm.allreduce(std::vector<int64_t>{status, root && since_flush >= cfg.run.checkpoint_interval ? 1 : 0},
                        dist::ReduceOp::kMax);
-    if (agreed[0] == 2) fail_together(comm, *store, status == 2, failure);
+    if (agreed[0] == 2) fail_together(comm, store, status == 2, failure);
     if (agreed[0] == 1) {
       stopped = true;
       break;
     }
     if (agreed[1] != 0) {
-      store->flush();  // collective: a durable checkpoint
+      store.flush();  // collective: a durable checkpoint
       last_flush = std::chrono::steady_clock::now();
     }
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  agree(comm, "checkpoint", [&] { store->flush(); });
-  agree(comm, "close", [&] { store->close(); });
+  agree(comm, "checkpoint", [&] { store.flush(); });
+  agree(comm, "close", [&] { store.close(); });
 
   JobSummary summary;
   summary.images_written = comm.allreduce(written, dist::ReduceOp::kSum);
@@ -857,7 +855,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   // From here on an error on one rank must not leave it in the store's collective close while the others
   // wait elsewhere: such errors abort the job (errors agreed by all ranks unwind normally).
   try {
-    return sample_and_store(comm, cfg, opts, mb, *guidance, device, ddim, timesteps, weights, *store, my_ids,
+    return sample_and_store(comm, cfg, mb, *guidance, device, ddim, timesteps, weights, *store, my_ids,
                             my_contexts, my_pool, my_pool_span, pool_total, pool_is_identity_set, strategy,
                             selection, all_negative_index, start_new, id_source);
   } catch (const Error& e) {
