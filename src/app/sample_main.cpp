@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/stop.hpp"
+#include "dist/agree.hpp"
 #include "dist/mpi_environment.hpp"
 #include "job/job.hpp"
 #include "job/status.hpp"
@@ -74,25 +75,12 @@ int main(int argc, char** argv) {
   }
 
   adaptdiff::config::RunConfig cfg;
-  std::string load_error;
-  int load_code = 0;
   try {
-    cfg = adaptdiff::config::load_run_config(config_path, overrides);
+    // Every rank reads the file (a rank may see another file system): agree on the outcome.
+    adaptdiff::dist::agree(world, "config", [&] { cfg = adaptdiff::config::load_run_config(config_path, overrides); });
   } catch (const std::exception& e) {
-    load_error = e.what();
-    load_code = exit_code_of(e);
-  }
-  // Every rank reads the file; agree on the outcome (a rank may see another file system) before going on.
-  const int64_t failing =
-      world.allreduce(load_code != 0 ? world.rank() : world.size(), adaptdiff::dist::ReduceOp::kMin);
-  if (failing < world.size()) {
-    const std::string message = world.bcast(load_error, static_cast<int>(failing));
-    const int64_t code = world.allreduce(static_cast<int64_t>(load_code), adaptdiff::dist::ReduceOp::kMax);
-    if (root) {
-      std::fprintf(stderr, "adaptdiff-sample: %s%s\n", failing == 0 ? "" : ("[rank " + std::to_string(failing) + "] ").c_str(),
-                   message.c_str());
-    }
-    return static_cast<int>(code);
+    if (root) std::fprintf(stderr, "adaptdiff-sample: %s\n", e.what());
+    return exit_code_of(e);
   }
   adaptdiff::log::configure(world.rank(), cfg.run.log_level);
   if (root) {

@@ -183,35 +183,33 @@ std::vector<hsize_t> dataset_dims(hid_t dset, const Site& site) {
   return dims;
 }
 
+namespace {
+// A query whose failure is a sentinel value rather than a negative integer: returns the value, or fails
+// through `site` naming the call.
+template <typename T>
+T checked_query(T value, T failure, const char* call, const Site& site, int line) {
+  if (value == failure) site.fail(call, __FILE__, line);
+  return value;
+}
+}  // namespace
+
 H5T_class_t type_class(hid_t type, const Site& site) {
-  const H5T_class_t v = H5Tget_class(type);
-  if (v == H5T_NO_CLASS) site.fail("H5Tget_class", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Tget_class(type), H5T_NO_CLASS, "H5Tget_class", site, __LINE__);
 }
 size_t type_size(hid_t type, const Site& site) {
-  const size_t v = H5Tget_size(type);
-  if (v == 0) site.fail("H5Tget_size", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Tget_size(type), size_t{0}, "H5Tget_size", site, __LINE__);
 }
 H5T_sign_t type_sign(hid_t type, const Site& site) {
-  const H5T_sign_t v = H5Tget_sign(type);
-  if (v == H5T_SGN_ERROR) site.fail("H5Tget_sign", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Tget_sign(type), H5T_SGN_ERROR, "H5Tget_sign", site, __LINE__);
 }
 H5T_cset_t type_cset(hid_t type, const Site& site) {
-  const H5T_cset_t v = H5Tget_cset(type);
-  if (v == H5T_CSET_ERROR) site.fail("H5Tget_cset", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Tget_cset(type), H5T_CSET_ERROR, "H5Tget_cset", site, __LINE__);
 }
 H5T_str_t type_strpad(hid_t type, const Site& site) {
-  const H5T_str_t v = H5Tget_strpad(type);
-  if (v == H5T_STR_ERROR) site.fail("H5Tget_strpad", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Tget_strpad(type), H5T_STR_ERROR, "H5Tget_strpad", site, __LINE__);
 }
 H5I_type_t object_kind(hid_t id, const Site& site) {
-  const H5I_type_t v = H5Iget_type(id);
-  if (v == H5I_BADID) site.fail("H5Iget_type", __FILE__, __LINE__);
-  return v;
+  return checked_query(H5Iget_type(id), H5I_BADID, "H5Iget_type", site, __LINE__);
 }
 
 std::string type_name(hid_t type, const Site& site) {

@@ -23,6 +23,7 @@
 #include "core/log.hpp"
 #include "core/stop.hpp"
 #include "dist/comm.hpp"
+#include "dist/agree.hpp"
 #include "dist/distributed_negatives.hpp"
 #include "dist/partition.hpp"
 #include "io/identities.hpp"
@@ -40,6 +41,7 @@
 namespace adaptdiff::job {
 
 namespace fs = std::filesystem;
+using dist::agree;
 
 int threads_per_rank(int64_t configured, int ranks_on_node, int cpus_allowed, int cores_on_node) {
   if (configured > 0) return static_cast<int>(configured);
@@ -140,45 +142,6 @@ ModelBundle load_model(const config::RunConfig& cfg, torch::Device device) {
                       " but the model expects contexts of width " + std::to_string(b.context_dim));
   }
   return b;
-}
-
-template <typename E>
-[[noreturn]] void raise_on_all_ranks(E e) {
-  e.set_on_all_ranks();
-  throw e;
-}
-
-/// Runs `fn` on every rank; if it throws on any rank, every rank throws the error of the lowest failing
-/// rank (so no rank is left waiting in a later collective). COLLECTIVE.
-template <typename Fn>
-void agree(const dist::Comm& comm, const char* what, Fn&& fn) {
-  std::string message;
-  int kind = 0;  // 1 config, 2 input, 3 model, 4 io, 5 other
-  try {
-    fn();
-  } catch (const ConfigError& e) {
-    message = e.what(), kind = 1;
-  } catch (const InputError& e) {
-    message = e.what(), kind = 2;
-  } catch (const ModelError& e) {
-    message = e.what(), kind = 3;
-  } catch (const IoError& e) {
-    message = e.what(), kind = 4;
-  } catch (const std::exception& e) {
-    message = std::string(what) + ": " + e.what(), kind = 5;
-  }
-  const int64_t failing = comm.allreduce(kind != 0 ? comm.rank() : comm.size(), dist::ReduceOp::kMin);
-  if (failing == comm.size()) return;
-  message = comm.bcast(message, static_cast<int>(failing));
-  const int64_t k = comm.allreduce(comm.rank() == failing ? kind : 0, dist::ReduceOp::kMax);
-  if (comm.size() > 1) message = "[rank " + std::to_string(failing) + "] " + message;
-  switch (k) {
-    case 1: raise_on_all_ranks(ConfigError(message));
-    case 2: raise_on_all_ranks(InputError(message));
-    case 3: raise_on_all_ranks(ModelError(message));
-    case 4: raise_on_all_ranks(IoError(message));
-    default: raise_on_all_ranks(Error(message));
-  }
 }
 
 std::string human_bytes(double b) {

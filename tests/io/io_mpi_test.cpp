@@ -6,6 +6,8 @@
 // Contents are deterministic functions of the row/column indices, computed independently by the
 // writers and the checker.
 #include <gtest/gtest.h>
+
+#include "support/expect_error.hpp"
 #include <hdf5.h>
 #include <mpi.h>
 #include <fcntl.h>
@@ -242,18 +244,7 @@ void on_rank0(const std::function<void()>& fn) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
-template <class E>
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception thrown; expected one containing '" << (needles.empty() ? "" : needles[0]) << "'";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using adaptdiff::test::expect_error;
 
 // ---- tests -----------------------------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 // and their validation errors. Test inputs are written here with independent writers (raw .npy bytes,
 // the HDF5 C API); expected values are computed from row/column indices.
 #include <gtest/gtest.h>
+
+#include "support/expect_error.hpp"
 #include <hdf5.h>
 #include <torch/torch.h>
 
@@ -53,19 +55,7 @@ class TempDir {
   std::string path_;
 };
 
-// Runs fn, expects exception E whose message contains every string of `needles`.
-template <class E>
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& needles) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception thrown; expected one containing '" << (needles.empty() ? "" : needles[0]) << "'";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
-}
+using adaptdiff::test::expect_error;
 
 // Independent .npy writer: magic, version, little-endian header length, dict padded with spaces to a
 // multiple of 64 bytes and terminated by '\n', then the raw bytes.
