@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
                "Run with mpiexec/srun for several ranks; all ranks write one HDF5 file."};
   std::string config_path, status_path;
   std::vector<std::string> overrides;
-  bool dry_run = false, force_new = false;
+  bool dry_run = false, force_new = false, rebatch = false;
   auto* config_opt = app.add_option("config", config_path, "run configuration (TOML), e.g. configs/quickstart.toml");
   auto* status_opt = app.add_option("--status", status_path,
                                     "print the progress of an existing output file and exit (0 complete, 3 incomplete)")
@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   app.add_option("--set", overrides, "override a config value: section.key=value (repeatable)")
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
+  app.add_flag("--rebatch", rebatch,
+               "on resume, compute the remaining samples with run.batch_size instead of the batch size the output "
+               "was created with; they are then not byte-identical to an uninterrupted run (the file records it)");
   app.add_flag("--dry-run", dry_run, "validate everything, print the plan (ranks, shards, forwards, memory) and exit");
   app.set_version_flag("--version", std::string("adaptdiff-sample ") + adaptdiff::kVersion);
 
@@ -92,6 +95,7 @@ int main(int argc, char** argv) {
     adaptdiff::job::JobOptions opts;
     opts.dry_run = dry_run;
     opts.force_new = force_new;
+    opts.rebatch = rebatch;
     const auto summary = adaptdiff::job::run_sampling_job(world, cfg, opts);
     return static_cast<int>(summary.stopped ? adaptdiff::ExitCode::kCheckpointed : adaptdiff::ExitCode::kSuccess);
   } catch (const adaptdiff::Error& e) {

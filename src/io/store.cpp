@@ -181,6 +181,10 @@ std::map<std::string, Dataset> open_all(hid_t file, const h5::Site& site, StoreL
     foreign(site.op(), site.file(), "it has no 'sample_checksum' progress record");
   }
   m.emplace(ds::kSampleChecksum, open_dataset(file, ds::kSampleChecksum, kI64, 1, site));
+  // Absent in files of layout 2 (before compute batch sizes were recorded): those still open for reading.
+  if (ADAPTDIFF_H5(site, H5Lexists, file, ds::kComputeBatchSize, H5P_DEFAULT) > 0) {
+    m.emplace(ds::kComputeBatchSize, open_dataset(file, ds::kComputeBatchSize, kI64, 1, site));
+  }
   const bool latents = ADAPTDIFF_H5(site, H5Lexists, file, ds::kLatents, H5P_DEFAULT) > 0;
   if (latents) m.emplace(ds::kLatents, open_dataset(file, ds::kLatents, kF32, 4, site));
 
@@ -192,8 +196,8 @@ std::map<std::string, Dataset> open_all(hid_t file, const h5::Site& site, StoreL
     bad("images has " + std::to_string(nk) + " rows, not a multiple of the " + std::to_string(n) + " contexts");
   }
   if (img[3] != 3) bad("images has shape " + shape_text(img) + ", expected [N*K, H, W, 3]");
-  for (const char* name : {ds::kIdentity, ds::kSampleIndex}) {
-    if (m.at(name).dims[0] != nk) bad(std::string(name) + " has " + std::to_string(m.at(name).dims[0]) + " rows, images " + std::to_string(nk));
+  for (const char* name : {ds::kIdentity, ds::kSampleIndex, ds::kSampleChecksum, ds::kComputeBatchSize}) {
+    if (m.count(name) != 0 && m.at(name).dims[0] != nk) bad(std::string(name) + " has " + std::to_string(m.at(name).dims[0]) + " rows, images " + std::to_string(nk));
   }
   for (const char* name : {ds::kNegativeIndex, ds::kNegativeSimilarity}) {
     if (m.at(name).dims[0] != n) bad(std::string(name) + " has " + std::to_string(m.at(name).dims[0]) + " rows, contexts " + std::to_string(n));
@@ -488,6 +492,7 @@ OutputStore OutputStore::create(MPI_Comm comm, const std::string& path, const St
     create_dataset(f, ds::kNegativeIndex, H5T_STD_I64LE, {n}, site);
     create_dataset(f, ds::kNegativeSimilarity, H5T_IEEE_F32LE, {n}, site);
     create_dataset(f, ds::kSampleChecksum, H5T_STD_I64LE, {nk}, site);
+    create_dataset(f, ds::kComputeBatchSize, H5T_STD_I64LE, {nk}, site);
     if (layout.store_latents) {
       create_dataset(f, ds::kLatents, H5T_IEEE_F32LE, {nk, layout.latent_c, layout.latent_h, layout.latent_w}, site);
     }
@@ -549,6 +554,12 @@ void OutputStore::write_samples_labels(int64_t row_begin, const torch::Tensor& i
   if (!a.defined()) return;
   impl_->write(op, ds::kIdentity, row_begin, a);
   impl_->write(op, ds::kSampleIndex, row_begin, b);
+}
+
+void OutputStore::write_compute_batch_sizes(int64_t row_begin, const torch::Tensor& batch_sizes) {
+  const std::string op = "store::write_compute_batch_sizes";
+  const torch::Tensor t = impl_->prepare(op, ds::kComputeBatchSize, "batch_sizes", row_begin, batch_sizes);
+  if (t.defined()) impl_->write(op, ds::kComputeBatchSize, row_begin, t);
 }
 
 void OutputStore::write_latents(int64_t row_begin, const torch::Tensor& latents) {

@@ -11,6 +11,8 @@
 //   negative_index       int64   [N]              identity chosen as negative context for each identity
 //   negative_similarity  float32 [N]              cosine similarity of that negative
 //   latents (optional)   float32 [N*K, C, h, w]   final latents x_0 before decoding
+//   sample_checksum      int64   [N*K]            progress record (0 = not done)
+//   compute_batch_size   int64   [N*K]            batch size of the grid the sample was computed in
 // plus root string attributes (variable-length UTF-8, readable by h5py as str and by h5dump).
 // Rows that no rank wrote hold unspecified bytes (no fill value is written).
 //
@@ -38,6 +40,9 @@ inline constexpr const char* kLatents = "latents";
 /// Progress record: int64 [N*K]; 0 = sample not done, else the checksum of its stored images and labels
 /// (written only after them; see sample_checksum() in job).
 inline constexpr const char* kSampleChecksum = "sample_checksum";
+/// int64 [N*K]: the compute batch size of the grid each sample was computed in (see job/plan.hpp); written
+/// with its labels, before the record. Absent in files of layout version 2.
+inline constexpr const char* kComputeBatchSize = "compute_batch_size";
 }  // namespace store_dataset
 
 /// Sizes of an output file. All counts must be >= 1 (latent sizes only when store_latents).
@@ -110,6 +115,10 @@ class OutputStore {
   /// Writes identity and sample_index rows [row_begin, row_begin + n): both int64 CPU [n].
   /// Independent. Errors as write_images.
   void write_samples_labels(int64_t row_begin, const torch::Tensor& identity, const torch::Tensor& sample_index);
+
+  /// Writes compute_batch_size rows [row_begin, row_begin + n): int64 CPU [n]. Independent. Errors as
+  /// write_images; IoError also for a file without that dataset (layout version 2).
+  void write_compute_batch_sizes(int64_t row_begin, const torch::Tensor& batch_sizes);
 
   /// Writes latent rows [row_begin, row_begin + n): float32 CPU [n, C, h, w]. Independent. Throws
   /// IoError also when the store was created without latents.

@@ -43,6 +43,9 @@ namespace adaptdiff::job {
 namespace fs = std::filesystem;
 using dist::agree;
 
+/// Root attribute of the output: the compute batch size of the grid the file was created with (plan.hpp).
+constexpr const char* kComputeBatchSize = "compute_batch_size";
+
 int threads_per_rank(int64_t configured, int ranks_on_node, int cpus_allowed, int cores_on_node) {
   if (configured > 0) return static_cast<int>(configured);
   if (cores_on_node <= 0) cores_on_node = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
@@ -215,7 +218,7 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
                                                   const io::ContextSource* pool, const ModelBundle& mb) {
   std::map<std::string, std::string> a;
   a["adaptdiff_version"] = kVersion;
-  a["layout_version"] = "2";
+  a["layout_version"] = "3";
   a["config_toml"] = config::to_toml(cfg);
   const auto& m = cfg.model;
   std::string model = "kind=" + m.kind + ";init=" + m.init;
@@ -278,8 +281,9 @@ std::map<std::string, std::string> bcast_map(const dist::Comm& comm, const std::
   return out;
 }
 
-/// Refuses (IoError, nothing changed) an existing output that is unreadable or was written by another run.
-void check_same_run(const std::string& path, const std::map<std::string, std::string>& attrs, bool file_locking) {
+/// Refuses (IoError, nothing changed) an existing output that is unreadable or was written by another run;
+/// returns the compute batch size the file records (root attribute compute_batch_size).
+int64_t check_same_run(const std::string& path, const std::map<std::string, std::string>& attrs, bool file_locking) {
   const std::string hint = "\n---> HINT: run with --force-new to replace it, or choose another output.path";
   std::map<std::string, std::string> stored;
   try {
@@ -300,6 +304,38 @@ void check_same_run(const std::string& path, const std::map<std::string, std::st
     throw IoError("output: " + path + " was written by a different run; these parts differ:" + diff +
                   "\nNothing was changed." + hint);
   }
+  const auto it = stored.find(kComputeBatchSize);
+  int64_t batch_size = 0;
+  try {
+    batch_size = it == stored.end() ? 0 : std::stoll(it->second);
+  } catch (const std::exception&) {
+  }
+  if (batch_size < 1) {
+    throw IoError("output: " + path + " has no valid root attribute '" + kComputeBatchSize + "'" + hint);
+  }
+  return batch_size;
+}
+
+/// The compute batch size of this run: the configured one for a new file; for a resume the file's, so that
+/// the remaining samples are computed in the same batches as an uninterrupted run, unless `rebatch` asks for
+/// the configured one (logged by rank 0 as not byte-identical; compute_batch_size records it per sample).
+int64_t compute_batch_size(bool start_new, int64_t file_batch_size, int64_t configured, bool rebatch, bool root) {
+  if (start_new || file_batch_size == configured) return configured;
+  if (rebatch) {
+    if (root) {
+      log::warn("resume: --rebatch: the remaining samples are computed in batches of {} (run.batch_size) instead of "
+                "the file's {}; their bytes may differ from an uninterrupted run (dataset compute_batch_size "
+                "records the batch size of every sample)",
+                configured, file_batch_size);
+    }
+    return configured;
+  }
+  if (root) {
+    log::info("resume: computing in batches of {} as the file was created, not run.batch_size = {}, so the "
+              "samples are byte-identical to an uninterrupted run (--rebatch uses {} and gives up that identity)",
+              file_batch_size, configured, configured);
+  }
+  return file_batch_size;
 }
 
 void check_output_folder(const std::string& path) {
@@ -314,9 +350,10 @@ void check_output_folder(const std::string& path) {
   if (fs::exists(out) && access(out.c_str(), W_OK) != 0) throw IoError("output: " + path + " is not writable");
 }
 
-/// The progress record of a sample: 63 bits of SHA-256 over (SHA-256 of its image bytes, its labels, and the
-/// SHA-256 of its latent bytes when latents are stored); never 0 (0 = not done).
-int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sample_index,
+/// The progress record of a sample: 63 bits of SHA-256 over (SHA-256 of its image bytes, its labels, the
+/// compute batch size it was made with, and the SHA-256 of its latent bytes when latents are stored); never 0
+/// (0 = not done).
+int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sample_index, int64_t batch_size,
                         const torch::Tensor& latent = torch::Tensor()) {
   auto digest = [](const torch::Tensor& t) {
     const torch::Tensor c = t.contiguous();
@@ -325,6 +362,7 @@ int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sa
   std::string record = digest(image);
   record.append(reinterpret_cast<const char*>(&identity), sizeof identity);
   record.append(reinterpret_cast<const char*>(&sample_index), sizeof sample_index);
+  record.append(reinterpret_cast<const char*>(&batch_size), sizeof batch_size);
   if (latent.defined()) record += digest(latent);
   const uint64_t h = std::stoull(io::sha256_bytes(record).substr(0, 16), nullptr, 16) & 0x7FFFFFFFFFFFFFFFULL;
   return h == 0 ? 1 : static_cast<int64_t>(h);
@@ -362,13 +400,15 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
       const torch::Tensor images = store.read_rows(io::store_dataset::kImages, first, n);
       const torch::Tensor ids = store.read_rows(io::store_dataset::kIdentity, first, n);
       const torch::Tensor ks = store.read_rows(io::store_dataset::kSampleIndex, first, n);
+      const torch::Tensor bs = store.read_rows(io::store_dataset::kComputeBatchSize, first, n);
       const torch::Tensor latents =
           with_latents ? store.read_rows(io::store_dataset::kLatents, first, n) : torch::Tensor();
       const int64_t* id = ids.data_ptr<int64_t>();
       const int64_t* k = ks.data_ptr<int64_t>();
+      const int64_t* b = bs.data_ptr<int64_t>();
       for (int64_t j = 0; j < n; ++j) {
         const torch::Tensor latent = with_latents ? latents[j] : torch::Tensor();
-        if (sample_checksum(images[j], id[j], k[j], latent) != sum[first + j]) bad[first + j] = 1;
+        if (sample_checksum(images[j], id[j], k[j], b[j], latent) != sum[first + j]) bad[first + j] = 1;
       }
     });
   });
@@ -443,7 +483,8 @@ void check_not_an_input(const config::RunConfig& cfg) {
   throw e;
 }
 
-/// Samples one global batch and stores it: images, labels, optional latents, then the progress record.
+/// Samples one global batch and stores its pending samples: images, labels, optional latents, then the
+/// progress record.
 struct BatchSampler {
   const config::RunConfig& cfg;
   const ModelBundle& mb;
@@ -451,16 +492,18 @@ struct BatchSampler {
   torch::Device device;
   bool ddim;
   int64_t K;
+  int64_t batch_size;      // B of the grid (may differ from cfg.run.batch_size on resume)
   Span touched;            // identities covered by pos_rows/neg_rows
   torch::Tensor pos_rows;  // [touched, D] p+
   torch::Tensor neg_rows;  // [touched, D] p- (undefined for strategy none)
   io::OutputStore& store;
   sampler::ForwardCounter counter{};
 
-  /// rows: increasing sample numbers (at most batch_size). Returns rows.size(). Throws BatchAbandoned when a
-  /// stop signal arrives during sampling, IoError/ModelError on failures.
-  int64_t run(const std::vector<int64_t>& rows) {
-    const int64_t B = cfg.run.batch_size, n = static_cast<int64_t>(rows.size());
+  /// rows: the consecutive sample numbers of one grid batch (at most batch_size), computed together;
+  /// to_write: the increasing subset of rows to store (the pending ones). Returns to_write.size(). Throws
+  /// BatchAbandoned when a stop signal arrives during sampling, IoError/ModelError on failures.
+  int64_t run(const std::vector<int64_t>& rows, const std::vector<int64_t>& to_write) {
+    const int64_t B = batch_size, n = static_cast<int64_t>(rows.size());
     std::vector<int64_t> identity(static_cast<size_t>(B)), image(identity.size()), local(identity.size());
     std::vector<uint64_t> seeds(identity.size());
     for (int64_t r = 0; r < B; ++r) {
@@ -494,24 +537,27 @@ struct BatchSampler {
     // Data first, then the record: a sample counts as done only once its data were written before it.
     std::vector<int64_t> sums(static_cast<size_t>(n));
     for (int64_t j = 0; j < n; ++j) {
-      sums[j] = sample_checksum(images[j], identity[j], image[j], latents.defined() ? latents[j] : torch::Tensor());
+      sums[j] = sample_checksum(images[j], identity[j], image[j], B, latents.defined() ? latents[j] : torch::Tensor());
     }
     const torch::Tensor sums_t = torch::tensor(sums, torch::kInt64);
+    const torch::Tensor batch_sizes = torch::full({n}, B, torch::kInt64);
     try {
-      for_each_run(rows, B, [&](size_t a, int64_t m) {
-        const auto j = static_cast<int64_t>(a);
-        store.write_images(rows[a], images.slice(0, j, j + m));
-        store.write_samples_labels(rows[a], ids.slice(0, j, j + m), ks.slice(0, j, j + m));
-        if (latents.defined()) store.write_latents(rows[a], latents.slice(0, j, j + m));
+      // rows are consecutive, so the position of sample s in the batch is s - rows.front().
+      for_each_run(to_write, B, [&](size_t a, int64_t m) {
+        const int64_t s = to_write[a], j = s - rows.front();
+        store.write_images(s, images.slice(0, j, j + m));
+        store.write_samples_labels(s, ids.slice(0, j, j + m), ks.slice(0, j, j + m));
+        store.write_compute_batch_sizes(s, batch_sizes.slice(0, j, j + m));
+        if (latents.defined()) store.write_latents(s, latents.slice(0, j, j + m));
       });
-      for_each_run(rows, B, [&](size_t a, int64_t m) {
-        const auto j = static_cast<int64_t>(a);
-        store.write_checksums(rows[a], sums_t.slice(0, j, j + m));
+      for_each_run(to_write, B, [&](size_t a, int64_t m) {
+        const int64_t s = to_write[a], j = s - rows.front();
+        store.write_checksums(s, sums_t.slice(0, j, j + m));
       });
     } catch (const IoError& e) {
       throw IoError(std::string(e.what()) + full_disk_note(store.path(), images.numel()));
     }
-    return n;
+    return static_cast<int64_t>(to_write.size());
   }
 
   /// " (no space left on device: ...)" when the output's file system has less room than one batch.
@@ -530,7 +576,8 @@ struct BatchSampler {
 /// rounds closed by an agreement, checkpoint, close (COLLECTIVE).
 JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg, const ModelBundle& mb,
                             const sampler::GuidanceSchedule& guidance, torch::Device device,
-                            bool ddim, const std::vector<int64_t>& timesteps, const std::vector<double>& weights,
+                            bool ddim, int64_t batch_size, const std::vector<int64_t>& timesteps,
+                            const std::vector<double>& weights,
                             io::OutputStore& store, Span my_ids, const torch::Tensor& my_contexts,
                             const torch::Tensor& my_pool, Span my_pool_span, int64_t pool_total,
                             bool pool_is_identity_set, negatives::Strategy strategy,
@@ -548,7 +595,7 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
   // ---- progress record: verify what is marked done, plan the rest ------------------------------------------
   const std::vector<int64_t> pending = pending_samples(comm, store, N * K, cfg.output.store_latents);
   const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
-  const Plan plan = make_plan(N, K, pending, cfg.run.batch_size, timesteps, weights, world);
+  const Plan plan = make_plan(N, K, pending, batch_size, timesteps, weights, world);
   if (root && !start_new) {
     log::info("resume: {}/{} samples already done and verified; {} to do in {} batches", done_before, N * K,
               pending.size(), plan.batches);
@@ -577,7 +624,7 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
   }
 
   // ---- sampling: rounds of one batch per rank, each closed by an agreement --------------------------------
-  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, touched, pos_rows, neg_rows, store};
+  BatchSampler sampler{cfg, mb, guidance, device, ddim, K, batch_size, touched, pos_rows, neg_rows, store};
   Progress progress(root, N * K, done_before, plan.rank_samples(rank), cfg.run.progress_interval);
   int64_t written = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -590,7 +637,7 @@ JobSummary sample_and_store(const dist::Comm& comm, const config::RunConfig& cfg
       try {
         const auto t_batch = std::chrono::steady_clock::now();
         const auto rows = plan.batch_rows(my_batches.begin + round);
-        written += sampler.run(rows);
+        written += sampler.run(rows, plan.pending_rows(my_batches.begin + round));
         log::debug("batch {}: samples [{}..{}] ({} rows) in {:.2f} s", my_batches.begin + round, rows.front(),
                    rows.back(), rows.size(),
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t_batch).count());
@@ -729,8 +776,6 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   }
   std::vector<double> weights;
   for (int64_t i : timesteps) weights.push_back(guidance->weight(i, mb.schedule.T));
-  const Plan full = make_plan(N, K, all_samples(N * K), cfg.run.batch_size, timesteps, weights, world);
-  if (root) print_plan(full, cfg, mb, *guidance, ddim);
 
   // ---- identity of the run: file hashes (rank 0 reads each file once) and fingerprint ----------------
   std::map<std::string, std::string> attrs;
@@ -744,9 +789,10 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   const bool exists = comm.allreduce(root && fs::exists(cfg.output.path) ? 1 : 0, dist::ReduceOp::kMax) != 0;
   const bool start_new = !exists || opts.force_new || cfg.output.overwrite;
   RunLock lock;
+  int64_t file_batch_size = 0;
   agree(comm, "output", [&] {
     check_not_an_input(cfg);
-    if (!start_new && root) check_same_run(cfg.output.path, attrs, cfg.output.file_locking);
+    if (!start_new && root) file_batch_size = check_same_run(cfg.output.path, attrs, cfg.output.file_locking);
     if (!opts.dry_run) {
       check_output_folder(cfg.output.path);
       if (root) lock.acquire(cfg.output.path);
@@ -757,6 +803,11 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
               opts.dry_run ? (start_new ? "would replace" : "would resume") : (start_new ? "replacing" : "resuming"),
               cfg.output.path);
   }
+  file_batch_size = comm.allreduce(file_batch_size, dist::ReduceOp::kMax);
+  const int64_t batch_size = compute_batch_size(start_new, file_batch_size, cfg.run.batch_size, opts.rebatch, root);
+  attrs[kComputeBatchSize] = std::to_string(batch_size);  // recorded only when the file is created
+  const Plan full = make_plan(N, K, all_samples(N * K), batch_size, timesteps, weights, world);
+  if (root) print_plan(full, cfg, mb, *guidance, ddim);
   if (opts.dry_run) return JobSummary{};
 
   // ---- identities and negatives (distributed) -------------------------------------------------------
@@ -818,7 +869,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   // From here on an error on one rank must not leave it in the store's collective close while the others
   // wait elsewhere: such errors abort the job (errors agreed by all ranks unwind normally).
   try {
-    return sample_and_store(comm, cfg, mb, *guidance, device, ddim, timesteps, weights, *store, my_ids,
+    return sample_and_store(comm, cfg, mb, *guidance, device, ddim, batch_size, timesteps, weights, *store, my_ids,
                             my_contexts, my_pool, my_pool_span, pool_total, pool_is_identity_set, strategy,
                             selection, all_negative_index, start_new, id_source);
   } catch (const Error& e) {

@@ -15,6 +15,9 @@ namespace adaptdiff::job {
 struct JobOptions {
   bool dry_run = false;    ///< print the plan (ranks, shards, forwards, memory) and exit
   bool force_new = false;  ///< replace an existing output instead of resuming it
+  /// On resume, compute with run.batch_size instead of the file's compute batch size: the remaining samples
+  /// may then differ in their last bits from an uninterrupted run (recorded per sample in compute_batch_size).
+  bool rebatch = false;
 };
 
 /// What a run did (identical on every rank).

@@ -5,10 +5,27 @@
 
 namespace adaptdiff::job {
 
-std::vector<int64_t> Plan::batch_rows(int64_t b) const {
-  const auto n = static_cast<int64_t>(pending.size());
-  const int64_t first = std::min(b * batch_size, n), last = std::min(first + batch_size, n);
-  return {pending.begin() + first, pending.begin() + last};
+namespace {
+/// Pending samples in [first, last) as iterators into the increasing `pending`.
+std::pair<std::vector<int64_t>::const_iterator, std::vector<int64_t>::const_iterator> pending_in(
+    const std::vector<int64_t>& pending, int64_t first, int64_t last) {
+  return {std::lower_bound(pending.begin(), pending.end(), first),
+          std::lower_bound(pending.begin(), pending.end(), last)};
+}
+}  // namespace
+
+std::vector<int64_t> Plan::batch_rows(int64_t j) const {
+  const int64_t first = grid_batches[static_cast<size_t>(j)] * batch_size;
+  const int64_t last = std::min(first + batch_size, samples);
+  std::vector<int64_t> rows(static_cast<size_t>(last - first));
+  std::iota(rows.begin(), rows.end(), first);
+  return rows;
+}
+
+std::vector<int64_t> Plan::pending_rows(int64_t j) const {
+  const int64_t first = grid_batches[static_cast<size_t>(j)] * batch_size;
+  const auto [a, b] = pending_in(pending, first, first + batch_size);
+  return {a, b};
 }
 
 int64_t Plan::rows_per_batch() const {
@@ -18,8 +35,10 @@ int64_t Plan::rows_per_batch() const {
 
 int64_t Plan::rank_samples(int r) const {
   const Span s = rank_batches[static_cast<size_t>(r)];
-  const auto n = static_cast<int64_t>(pending.size());
-  return std::min(s.end * batch_size, n) - std::min(s.begin * batch_size, n);
+  if (s.size() == 0) return 0;
+  const auto [a, b] = pending_in(pending, grid_batches[static_cast<size_t>(s.begin)] * batch_size,
+                                 (grid_batches[static_cast<size_t>(s.end - 1)] + 1) * batch_size);
+  return b - a;
 }
 
 Plan make_plan(int64_t identities, int64_t images_per_identity, std::vector<int64_t> pending, int64_t batch_size,
@@ -30,7 +49,11 @@ Plan make_plan(int64_t identities, int64_t images_per_identity, std::vector<int6
   p.samples = identities * images_per_identity;
   p.pending = std::move(pending);
   p.batch_size = batch_size;
-  p.batches = (static_cast<int64_t>(p.pending.size()) + batch_size - 1) / batch_size;
+  for (const int64_t s : p.pending) {
+    const int64_t g = s / batch_size;
+    if (p.grid_batches.empty() || p.grid_batches.back() != g) p.grid_batches.push_back(g);
+  }
+  p.batches = static_cast<int64_t>(p.grid_batches.size());
   p.timesteps = std::move(timesteps);
   p.weights = std::move(weights);
   p.guided_steps = std::count_if(p.weights.begin(), p.weights.end(), [](double w) { return w != 0.0; });

@@ -1,6 +1,7 @@
 #include "job/status.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -33,6 +34,20 @@ int print_status(const std::string& path, std::ostream& out, int ranges) {
     int64_t d = 0;
     for (int64_t i = a; i < b; ++i) d += per_identity[static_cast<size_t>(i)];
     out << fmt::format("  identities [{}, {}): {}/{} samples\n", a, b, d, (b - a) * K);
+  }
+  if (reader.has_dataset(io::store_dataset::kComputeBatchSize) && attrs.count("compute_batch_size") != 0) {
+    // Samples computed under --rebatch: in another batch grid than the file's, so not byte-identical to an
+    // uninterrupted run.
+    const int64_t file_batch = std::stoll(attrs.at("compute_batch_size"));
+    const torch::Tensor sizes = reader.read_int64(io::store_dataset::kComputeBatchSize);
+    const int64_t* size = sizes.data_ptr<int64_t>();
+    std::map<int64_t, int64_t> other;
+    for (int64_t s = 0; s < total; ++s) {
+      if (sum[s] != 0 && size[s] != file_batch) ++other[size[s]];
+    }
+    out << fmt::format("  compute batch size: {}", file_batch);
+    for (const auto& [b, count] : other) out << fmt::format("; {} sample(s) in batches of {} (--rebatch)", count, b);
+    out << (other.empty() ? " (every done sample)\n" : ": those are not byte-identical to an uninterrupted run\n");
   }
   const bool complete = done == total;
   out << (complete ? "  status: complete\n" : "  status: incomplete; run the same command again to resume\n");

@@ -166,6 +166,7 @@ void write_share(io::OutputStore& store, const io::StoreLayout& l) {
   }
   store.write_samples_labels(ib, identity_for(ib, ie, l.images_per_identity),
                              iota64(ib, ie, 1, 0, l.images_per_identity));
+  store.write_compute_batch_sizes(ib, iota64(ib, ie, 3, 1, 7));
   if (l.store_latents) store.write_latents(ib, latents_for(ib, ie, l.latent_c, l.latent_h, l.latent_w));
   const auto [cb, ce] = last_rank_share(n);  // ranks other than the last write zero rows
   store.write_contexts(cb, contexts_for(cb, ce, l.context_dim));
@@ -182,6 +183,7 @@ void check_contents(const std::string& path, const io::StoreLayout& l) {
   EXPECT_TRUE(torch::equal(reader.read_images(4, 9), images_for(4, 9, l.height, l.width)));
   EXPECT_TRUE(torch::equal(reader.read_int64("identity"), identity_for(0, nk, l.images_per_identity)));
   EXPECT_TRUE(torch::equal(reader.read_int64("sample_index"), iota64(0, nk, 1, 0, l.images_per_identity)));
+  EXPECT_TRUE(torch::equal(reader.read_int64("compute_batch_size"), iota64(0, nk, 3, 1, 7)));
   EXPECT_TRUE(torch::equal(reader.read_float32("contexts"), contexts_for(0, n, l.context_dim)));
   EXPECT_TRUE(torch::equal(reader.read_int64("negative_index"), iota64(0, n, 1, 1, n)));
   EXPECT_TRUE(torch::equal(reader.read_float32("negative_similarity"), similarity_for(0, n)));
@@ -199,7 +201,8 @@ void check_storage(const std::string& path, bool latents, bool attributes) {
   ASSERT_GE(file, 0);
   std::vector<std::pair<std::string, hid_t>> expected = {
       {"images", H5T_STD_U8LE},         {"identity", H5T_STD_I64LE},       {"sample_index", H5T_STD_I64LE},
-      {"contexts", H5T_IEEE_F32LE},     {"negative_index", H5T_STD_I64LE}, {"negative_similarity", H5T_IEEE_F32LE}};
+      {"contexts", H5T_IEEE_F32LE},     {"negative_index", H5T_STD_I64LE}, {"negative_similarity", H5T_IEEE_F32LE},
+      {"sample_checksum", H5T_STD_I64LE}, {"compute_batch_size", H5T_STD_I64LE}};
   if (latents) expected.emplace_back("latents", H5T_IEEE_F32LE);
   for (const auto& [name, type] : expected) {
     const hid_t d = H5Dopen2(file, name.c_str(), H5P_DEFAULT);

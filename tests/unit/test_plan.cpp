@@ -1,5 +1,7 @@
-// Work plan arithmetic: global batches over the pending samples, independent of the rank count.
+// Work plan arithmetic: a fixed grid of global batches, independent of the rank count and of what is pending.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "job/job.hpp"
 #include "job/plan.hpp"
@@ -22,17 +24,54 @@ TEST(Plan, BatchesIndependentOfRanks) {
   EXPECT_EQ(unguided.rows_per_batch(), 5 + 10);
 }
 
-TEST(Plan, ResumeBatchesOnlyPendingSamples) {
+TEST(Plan, ResumeComputesWholeGridBatchesAndWritesOnlyPending) {
+  // 12 samples in a grid of batches of 2: {0,1} {2,3} {4,5} {6,7} {8,9} {10,11}.
   const auto p = make_plan(4, 3, {1, 2, 7, 8, 11}, 2, {0}, {0.0}, 4);
-  EXPECT_EQ(p.batches, 3);
-  EXPECT_EQ(p.batch_rows(0), (std::vector<int64_t>{1, 2}));
-  EXPECT_EQ(p.batch_rows(1), (std::vector<int64_t>{7, 8}));
-  EXPECT_EQ(p.batch_rows(2), (std::vector<int64_t>{11}));
-  EXPECT_EQ(p.rank_batches[3].size(), 0);  // more ranks than batches: an empty share, still one round each
-  EXPECT_EQ(p.rounds(), 1);
+  EXPECT_EQ(p.grid_batches, (std::vector<int64_t>{0, 1, 3, 4, 5}));
+  EXPECT_EQ(p.batches, 5);
+  EXPECT_EQ(p.batch_rows(0), (std::vector<int64_t>{0, 1}));  // computed whole...
+  EXPECT_EQ(p.pending_rows(0), (std::vector<int64_t>{1}));   // ...written only where pending
+  EXPECT_EQ(p.batch_rows(1), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(p.pending_rows(1), (std::vector<int64_t>{2}));
+  EXPECT_EQ(p.batch_rows(2), (std::vector<int64_t>{6, 7}));
+  EXPECT_EQ(p.batch_rows(4), (std::vector<int64_t>{10, 11}));
+  EXPECT_EQ(p.pending_rows(4), (std::vector<int64_t>{11}));
+  // 5 batches over 4 ranks: 2, 1, 1, 1; each rank writes only the pending samples of its batches.
+  EXPECT_EQ(p.rank_batches[0].size(), 2);
+  EXPECT_EQ(p.rounds(), 2);
+  EXPECT_EQ(p.rank_samples(0), 2);  // 1 and 2
+  EXPECT_EQ(p.rank_samples(1) + p.rank_samples(2) + p.rank_samples(3), 3);
   const auto done = make_plan(4, 3, {}, 2, {0}, {0.0}, 2);
   EXPECT_EQ(done.batches, 0);
   EXPECT_EQ(done.rounds(), 0);
+  EXPECT_EQ(done.rank_samples(1), 0);
+}
+
+TEST(Plan, BatchOfASampleNeverDependsOnWhatIsPending) {
+  // Brute force over every pending subset of 7 samples with B = 3: the batch that computes sample s is always
+  // rows [3*(s/3), min(3*(s/3)+3, 7)), the same as in a fresh run.
+  const int64_t n = 7, B = 3;
+  const auto fresh = make_plan(7, 1, all_samples(n), B, {0}, {0.0}, 2);
+  for (int mask = 1; mask < (1 << n); ++mask) {
+    std::vector<int64_t> pending;
+    for (int64_t s = 0; s < n; ++s) {
+      if (mask & (1 << s)) pending.push_back(s);
+    }
+    for (int world = 1; world <= 3; ++world) {
+      const auto p = make_plan(7, 1, pending, B, {0}, {0.0}, world);
+      int64_t written = 0;
+      for (int64_t j = 0; j < p.batches; ++j) {
+        const auto rows = p.batch_rows(j);
+        EXPECT_EQ(rows, fresh.batch_rows(rows.front() / B)) << "mask " << mask;
+        for (int64_t s : p.pending_rows(j)) EXPECT_TRUE(std::find(rows.begin(), rows.end(), s) != rows.end());
+        written += static_cast<int64_t>(p.pending_rows(j).size());
+      }
+      EXPECT_EQ(written, static_cast<int64_t>(pending.size()));
+      int64_t by_rank = 0;
+      for (int r = 0; r < world; ++r) by_rank += p.rank_samples(r);
+      EXPECT_EQ(by_rank, static_cast<int64_t>(pending.size()));
+    }
+  }
 }
 
 TEST(Plan, ThreadsNeverOversubscribe) {
