@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Fault tests of adaptdiff-sample's restart guarantees, on the golden tiny model:
+# Fault tests of adaptdiff-sample's restart guarantees:
 #   torture   SIGKILL one rank or all ranks at random moments (fixed seed), 10 times, resuming each time with a
-#             random rank count and batch size; then finish. The file must open after every kill and the
-#             finished file must equal an uninterrupted run (images, labels, negatives, contexts, record).
+#             random rank count and configured batch size; then finish. The file must open after every kill and
+#             the finished file must equal an uninterrupted run with the batch size the file was created with
+#             (images, labels, negatives, contexts, record, compute batch sizes).
 #   disk_full the output's file system fills up mid-run: exit code 1 with a clear message; after space is
 #             freed the same command resumes and finishes identically.
-#   sigterm   SIGTERM to the ranks: exit code 3 (checkpointed), then resume to an identical file.
-# Usage: faults.sh MODE SAMPLE_EXE GOLDEN_DIR WORK_DIR MPIEXEC [MPIEXEC_FLAGS...]
+#   sigterm   SIGTERM to the ranks: exit code 3 (checkpointed), then a resume with another rank count and another
+#             configured batch size computes in the file's batches (and says so) and gives an identical file.
+#   rebatch   as sigterm, but the resume passes --rebatch: it must say that the samples are not byte-identical,
+#             record the other batch size per sample, and --status must report it.
+# MODEL is either a folder in the golden format (model.toml + checkpoints) or a model .toml used with seeded
+# random weights. Every run of one test uses the same environment (OPENBLAS_CORETYPE, ONEDNN_MAX_CPU_ISA), so
+# the comparisons hold whichever kernels that environment selects.
+# Usage: faults.sh MODE SAMPLE_EXE MODEL WORK_DIR MPIEXEC [MPIEXEC_FLAGS...]
 # Exit 77 = skipped (e.g. no permission to mount a small tmpfs for disk_full).
 set -uo pipefail
-mode=$1 exe=$2 golden=$3 work=$4
+mode=$1 exe=$2 model=$3 work=$4
 shift 4
 mpi=("$@")
 RANDOM=20261130  # fixed seed: the kill schedule is reproducible
@@ -17,13 +24,23 @@ RANDOM=20261130  # fixed seed: the kill schedule is reproducible
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 
+echo "kernels: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-(unset)} ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA-(unset)}; model $model"
+count=12
+if [ -d "$model" ]; then
+  model_toml="architecture = \"$model/model.toml\"
+unet = \"$model/ema_averaged_model.ckpt\"
+decoder = \"$model/first_stage_decoder_state_dict.pt\""
+else
+  model_toml="architecture = \"$model\"
+init = \"random\"
+init_seed = 3"
+  count=24  # the small random models sample faster: more work keeps the kill schedule inside the run
+fi
 cat > run.toml <<TOML
 [model]
-architecture = "$golden/model.toml"
-unet = "$golden/ema_averaged_model.ckpt"
-decoder = "$golden/first_stage_decoder_state_dict.pt"
+$model_toml
 [identities]
-count = 12
+count = $count
 images_per_identity = 4
 seed = 5
 [negatives]
@@ -49,12 +66,19 @@ sample() {  # sample RANKS BATCH [extra args]; output path out.h5
   "${mpi[@]}" -n "$n" "$exe" run.toml --set run.batch_size="$b" "$@"
 }
 
-same_as_reference() {
-  for d in images identity sample_index negative_index negative_similarity contexts sample_checksum; do
-    cmp -s <(h5dump -d "/$d" ref.h5 | tail -n +2) <(h5dump -d "/$d" out.h5 | tail -n +2) ||
-      fail "dataset $d differs from the uninterrupted run"
+dump() { h5dump -d "/$1" "$2" | tail -n +2; }  # without the first line, which names the file
+
+same_as_reference() {  # same_as_reference [REFERENCE]  (default ref.h5)
+  local ref=${1:-ref.h5}
+  for d in images identity sample_index negative_index negative_similarity contexts sample_checksum \
+           compute_batch_size; do
+    cmp -s <(dump "$d" "$ref") <(dump "$d" out.h5) || fail "dataset $d differs from the uninterrupted run"
   done
   echo "identical to the uninterrupted run"
+}
+
+file_batch_size() {  # the compute batch size out.h5 was created with
+  h5dump -a /compute_batch_size out.h5 | sed -n 's/.*(0): "\([0-9]*\)".*/\1/p'
 }
 
 # The uninterrupted reference.
@@ -95,8 +119,18 @@ torture)
   done
   ((kills >= 5)) || fail "only $kills kills happened; the schedule no longer interrupts the run"
   sample 2 4 > final.log 2>&1 || { cat final.log; fail "final resume failed"; }
-  "$exe" --status out.h5 | tail -1
-  same_as_reference
+  "$exe" --status out.h5 | tail -2
+  b=$(file_batch_size)
+  [ -n "$b" ] || fail "out.h5 has no compute_batch_size attribute"
+  grep -l "computing in batches of $b as the file was created" attempt*.log final.log > /dev/null ||
+    fail "no resume ran with another configured batch size than the file's $b"
+  echo "file created with batch size $b; resumes configured with $(grep -l 'computing in batches of' attempt*.log final.log | wc -l) other batch sizes"
+  if [ "$b" != 3 ]; then
+    sample 2 "$b" --set output.path=\"ref$b.h5\" > ref$b.log 2>&1 || { cat ref$b.log; fail "reference run failed"; }
+    same_as_reference "ref$b.h5"
+  else
+    same_as_reference
+  fi
   ;;
 disk_full)
   mkdir -p small
@@ -114,7 +148,7 @@ disk_full)
   cp small/out.h5 out.h5
   same_as_reference
   ;;
-sigterm)
+sigterm|rebatch)
   setsid "${mpi[@]}" -n 2 "$exe" run.toml > term.log 2>&1 &
   launcher=$!
   for _ in $(seq 1 300); do grep -q "negatives:" term.log && break; sleep 0.1; done  # sampling has begun
@@ -126,9 +160,38 @@ sigterm)
   grep -q "checkpoint written" term.log || fail "no checkpoint message"
   "$exe" --status out.h5 > /dev/null
   [ $? -eq 3 ] || fail "--status should report incomplete (3) after the stop"
-  sample 3 5 > resume.log 2>&1 || { cat resume.log; fail "resume failed"; }
-  "$exe" --status out.h5 > /dev/null || fail "--status should report complete (0)"
-  same_as_reference
+  if [ "$mode" = sigterm ]; then
+    sample 3 5 > resume.log 2>&1 || { cat resume.log; fail "resume failed"; }
+    grep -q "computing in batches of 3 as the file was created, not run.batch_size = 5" resume.log ||
+      { cat resume.log; fail "the resume does not say that it keeps the file's batch size"; }
+    "$exe" --status out.h5 > /dev/null || fail "--status should report complete (0)"
+    same_as_reference
+  else
+    sample 1 5 --rebatch > resume.log 2>&1 || { cat resume.log; fail "resume with --rebatch failed"; }
+    grep -q -- "--rebatch: the remaining samples are computed in batches of 5 .* may differ" resume.log ||
+      { cat resume.log; fail "the --rebatch resume does not say that its bytes may differ"; }
+    "$exe" --status out.h5 > status.log || { cat status.log; fail "--status should report complete (0)"; }
+    grep -q "sample(s) in batches of 5 (--rebatch): those are not byte-identical" status.log ||
+      { cat status.log; fail "--status does not report the samples computed with --rebatch"; }
+    sizes=$(dump compute_batch_size out.h5 | grep -oE '\b[35]\b' | sort | uniq -c | tr -s ' \n' ' ')
+    echo "compute_batch_size per sample (count value): $sizes"
+    [[ "$sizes" == *" 3"*" 5"* ]] || fail "compute_batch_size should hold both 3 and 5"
+    # The samples finished before the stop keep the bytes of the uninterrupted run.
+    python3 - <<'PY' || fail "samples computed in batches of 3 differ from the uninterrupted run"
+import subprocess, sys
+def col(name, f):
+    out = subprocess.run(["h5dump", "-y", "-w", "0", "-d", "/" + name, f], capture_output=True, text=True).stdout
+    body = out[out.index("DATA {") + 6: out.rindex("}")]
+    return [int(v) for v in body.replace(",", " ").split() if v.lstrip("-").isdigit()]
+sizes = col("compute_batch_size", "out.h5")
+a, b = col("images", "out.h5"), col("images", "ref.h5")
+per = len(a) // len(sizes)
+kept = [s for s, v in enumerate(sizes) if v == 3]
+bad = [s for s in kept if a[s * per:(s + 1) * per] != b[s * per:(s + 1) * per]]
+print(f"{len(kept)} samples kept from batches of 3, {len(bad)} differ from the uninterrupted run")
+sys.exit(1 if bad else 0)
+PY
+  fi
   ;;
 *) fail "unknown mode $mode" ;;
 esac
