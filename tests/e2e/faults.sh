@@ -151,8 +151,8 @@ disk_full)
 sigterm|rebatch)
   setsid "${mpi[@]}" -n 2 "$exe" run.toml > term.log 2>&1 &
   launcher=$!
-  for _ in $(seq 1 300); do grep -q "negatives:" term.log && break; sleep 0.1; done  # sampling has begun
-  sleep 1
+  # Stop once rank 0 has stored a batch, so the file holds samples of both runs (the machine may be slow).
+  for _ in $(seq 1 600); do grep -q "progress: ~[1-9]" term.log && break; sleep 0.1; done
   pkill -TERM -P "$launcher"
   wait "$launcher"
   rc=$?
