@@ -107,15 +107,12 @@ void check_trajectory(const H5Reader& ref, const std::string& name, const sample
   const torch::Tensor ddpm_noise = ddim ? torch::Tensor() : ref.read("/sampling/ddpm_noise");
   const int64_t ddim_step = ddim ? static_cast<int64_t>(ref.attribute_number(g, "ddim_step")) : 0;
   const double eta = ddim ? ref.attribute_number(g, "eta") : 0.0;
-  const int64_t skip = ddim ? s.T / ddim_step : 1;
+  const sampler::SamplerSpec spec{ddim ? sampler::SamplerSpec::Kind::kDdim : sampler::SamplerSpec::Kind::kDdpm,
+                                   ddim ? ddim_step : s.T, eta};
+  const int64_t skip = ddim ? sampler::ddim_stride(s.T, ddim_step) : 1;
 
   // Timesteps and weights (exact).
-  std::vector<int64_t> steps;
-  if (ddim) {
-    steps = sampler::ddim_timesteps(s.T, ddim_step);
-  } else {
-    for (int64_t i = s.T - 1; i >= 0; --i) steps.push_back(i);
-  }
+  const std::vector<int64_t> steps = sampler::timesteps(spec, s.T);
   const torch::Tensor steps_t = torch::tensor(steps, torch::kInt64);
   const torch::Tensor ref_steps = ref.read(g + "/timesteps");
   tally.line(name + "/timesteps", steps_t.sizes() == ref_steps.sizes() ? max_abs_err(steps_t, ref_steps) : INFINITY, 0);
@@ -132,7 +129,9 @@ void check_trajectory(const H5Reader& ref, const std::string& name, const sample
                max_abs_err(unet.eps(x_T, t0, ctx_neg), ref.read(g + "/eps_neg_first_step")), 1e-4);
   }
 
-  const auto eps_fn = sampler::guided_eps(unet, ctx_pos, ctx_neg, *guidance, s.T);
+  const sampler::DenoiseFn denoise = [&unet](const torch::Tensor& x_t, const torch::Tensor& t,
+                                            const torch::Tensor& context) { return unet.eps(x_t, t, context); };
+  const auto eps_fn = sampler::guided_eps(denoise, ctx_pos, ctx_neg, *guidance, s.T);
   auto noise_at = [&](int64_t i) { return ddpm_noise[i]; };
 
   // Single steps from the recorded inputs (no accumulated error): tol 1e-5 * max|x_after| (golden README).
@@ -153,8 +152,7 @@ void check_trajectory(const H5Reader& ref, const std::string& name, const sample
   tally.line(name + "/single_steps(" + std::to_string(rec_steps.size(0)) + ",worst)", worst, worst_tol);
 
   // Whole trajectory from x_T with the recorded noise: tol 2e-5 * max|x0| (golden README).
-  const torch::Tensor x0 = ddim ? sampler::sample_ddim(s, eps_fn, x_T, ddim_step, eta, noise_at)
-                                : sampler::sample_ddpm(s, eps_fn, x_T, noise_at);
+  const torch::Tensor x0 = sampler::sample(spec, s, eps_fn, x_T, noise_at);
   const torch::Tensor ref_x0 = ref.read(g + "/x0");
   tally.line(name + "/trajectory_x0", max_abs_err(x0, ref_x0), 2e-5 * max_abs(ref_x0));
 
@@ -199,7 +197,7 @@ int main(int argc, char** argv) {
     const auto s = sampler::Schedule::linear(mc.diffusion.T, mc.diffusion.beta_1, mc.diffusion.beta_T);
     model::StateDict buffers;
     auto unet = model::load_idiff_face_unet(mc, unet_path, torch::kCPU, &buffers);
-    sampler::check_schedule_buffers(s, buffers, unet_path);
+    model::check_schedule_buffers(s.checkpoint_buffers(), s.T, buffers, unet_path);
     model::VQDecoder dec = model::load_vq_decoder_module(mc, decoder_path);
     const H5Reader ref(reference);
     Tally tally;

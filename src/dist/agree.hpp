@@ -1,7 +1,10 @@
 #pragma once
-// Collective error agreement: a step that may fail on some ranks only is run on every rank, and then either
-// every rank goes on or every rank throws the same error, so no rank is left waiting in a later collective.
+// Collective error agreement, the one place where ranks agree on an error: a step that may fail on some ranks
+// only is run on every rank, and then either every rank goes on or every rank throws the same error, so no
+// rank is left waiting in a later collective.
+#include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "dist/comm.hpp"
 
@@ -11,7 +14,13 @@ namespace adaptdiff::dist {
 /// If it throws on any rank, every rank throws the error of the lowest failing rank, of the same type
 /// (ConfigError, InputError, ModelError, IoError, CommError, else Error) with "[rank R] " prefixed when
 /// world_size > 1 and Error::on_all_ranks() set. `what` names the step for errors that are not ours.
-/// Cost: two small allreduces, plus a broadcast of the message on failure.
+/// Cost: one small allreduce, plus a broadcast of the message on failure.
 void agree(const Comm& comm, const char* what, const std::function<void()>& step);
+
+/// As agree(), and in the same allreduce the element-wise maximum over ranks of `flags` (e.g. "stop
+/// requested", "checkpoint due"), read after `step` ran; every rank must pass the same number of flags.
+/// `flags` is a reference so that the step can set this rank's values. Returns the maxima.
+std::vector<int64_t> agree(const Comm& comm, const char* what, const std::function<void()>& step,
+                           std::vector<int64_t>& flags);
 
 }  // namespace adaptdiff::dist

@@ -37,12 +37,4 @@ struct JobSummary {
 /// fails (nothing is written then), and Error when sampling fails on any rank (the file stays resumable).
 JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts);
 
-/// Intra-op threads for one rank: `configured` when > 0, else min(CPUs this process may run on,
-/// cores of the node / ranks on the node), at least 1. `cores_on_node` <= 0 means "ask the OS".
-int threads_per_rank(int64_t configured, int ranks_on_node, int cpus_allowed, int cores_on_node);
-
-/// Sets OpenBLAS's own thread count (when OpenBLAS is the loaded BLAS) and returns the count now in
-/// force, or 0 when no OpenBLAS is loaded. Used to keep results independent of launcher CPU binding.
-int pin_blas_threads(int threads);
-
 }  // namespace adaptdiff::job

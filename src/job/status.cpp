@@ -6,7 +6,8 @@
 #include <fmt/format.h>
 
 #include "core/error.hpp"
-#include "io/store.hpp"
+#include "io/store_reader.hpp"
+#include "job/record.hpp"
 
 namespace adaptdiff::job {
 
@@ -19,7 +20,7 @@ int print_status(const std::string& path, std::ostream& out, int ranges) {
   int64_t done = 0, complete_ids = 0;
   std::vector<int64_t> per_identity(static_cast<size_t>(N), 0);
   for (int64_t s = 0; s < total; ++s) {
-    if (sum[s] != 0) ++done, ++per_identity[static_cast<size_t>(s / K)];
+    if (is_done(sum[s])) ++done, ++per_identity[static_cast<size_t>(s / K)];
   }
   for (int64_t c : per_identity) complete_ids += (c == K);
   const auto attrs = reader.string_attributes();
@@ -43,7 +44,7 @@ int print_status(const std::string& path, std::ostream& out, int ranges) {
     const int64_t* size = sizes.data_ptr<int64_t>();
     std::map<int64_t, int64_t> other;
     for (int64_t s = 0; s < total; ++s) {
-      if (sum[s] != 0 && size[s] != file_batch) ++other[size[s]];
+      if (is_done(sum[s]) && size[s] != file_batch) ++other[size[s]];
     }
     out << fmt::format("  compute batch size: {}", file_batch);
     for (const auto& [b, count] : other) out << fmt::format("; {} sample(s) in batches of {} (--rebatch)", count, b);

@@ -407,4 +407,31 @@ int64_t parameter_count(const torch::nn::Module& module) {
   return n;
 }
 
+void check_schedule_buffers(const StateDict& expected, int64_t T, const StateDict& buffers,
+                            const std::string& checkpoint_path, double rel_tol) {
+  const StateDict& ours = expected;
+  for (const auto& [name, stored] : buffers) {
+    const torch::Tensor* expected = nullptr;
+    for (const auto& [n, t] : ours) {
+      if (n == name) expected = &t;
+    }
+    if (expected == nullptr) continue;  // not a schedule buffer we know; the loader decides about extras
+    std::ostringstream os;
+    if (stored.numel() != expected->numel()) {
+      os << "model: checkpoint " << checkpoint_path << " has schedule buffer '" << name << "' of length "
+         << stored.numel() << " but the model file describes T = " << T;
+    } else {
+      const auto ref = expected->to(torch::kFloat64);
+      const double err = (stored.to(torch::kFloat64).reshape(ref.sizes()) - ref).abs().max().item<double>();
+      const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
+      if (err / scale <= rel_tol) continue;
+      os << "model: checkpoint " << checkpoint_path << " schedule buffer '" << name
+         << "' differs from the model file's schedule (max relative error " << err / scale << " > " << rel_tol
+         << ")";
+    }
+    os << "\n---> HINT: check [diffusion] T, beta_1, beta_T in the model file against the training config";
+    throw ModelError(os.str());
+  }
+}
+
 }  // namespace adaptdiff::model

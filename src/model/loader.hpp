@@ -102,4 +102,12 @@ std::shared_ptr<LatentDecoder> load_torchscript_decoder(const std::string& path,
 /// Number of scalar parameters (buffers excluded) of `module`, recursively.
 int64_t parameter_count(const torch::nn::Module& module);
 
+/// Compares the noise-schedule buffers found in a checkpoint (`buffers`, name -> float32 [T]) with the ones
+/// the model file's schedule gives (`expected`, e.g. sampler::Schedule::checkpoint_buffers(), of length T).
+/// Throws ModelError naming the first buffer of `expected` whose stored counterpart has another length or
+/// differs by more than `rel_tol` (max |a-b| / max |b|), with a hint to check [diffusion] of the model file.
+/// Buffers of `buffers` that `expected` does not name are ignored.
+void check_schedule_buffers(const StateDict& expected, int64_t T, const StateDict& buffers,
+                            const std::string& checkpoint_path, double rel_tol = 1e-5);
+
 }  // namespace adaptdiff::model

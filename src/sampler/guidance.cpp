@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "model/loader.hpp"
 
 namespace adaptdiff::sampler {
 
@@ -41,7 +40,7 @@ std::unique_ptr<GuidanceSchedule> make_guidance_schedule(const std::string& name
   throw ConfigError("guidance: unknown schedule '" + name + "' (known: " + known + ")");
 }
 
-EpsFn guided_eps(model::Denoiser& denoiser, torch::Tensor context_pos, torch::Tensor context_neg,
+EpsFn guided_eps(DenoiseFn denoise, torch::Tensor context_pos, torch::Tensor context_neg,
                  const GuidanceSchedule& schedule, int64_t T, ForwardCounter* counter) {
   if (!context_neg.defined() && !schedule.never_guides()) {
     throw ConfigError("guidance: schedule '" + schedule.name() +
@@ -50,18 +49,18 @@ EpsFn guided_eps(model::Denoiser& denoiser, torch::Tensor context_pos, torch::Te
   // The doubled context is built once per batch, not per step.
   torch::Tensor context_both;
   if (context_neg.defined()) context_both = torch::cat({context_pos, context_neg}, 0);
-  return [&denoiser, &schedule, T, counter, context_pos = std::move(context_pos),
+  return [denoise = std::move(denoise), &schedule, T, counter, context_pos = std::move(context_pos),
           context_both = std::move(context_both)](const torch::Tensor& x_t, int64_t i) -> torch::Tensor {
     const int64_t B = x_t.size(0);
     const double w = schedule.weight(i, T);
     const auto t_opts = torch::TensorOptions().dtype(torch::kInt64).device(x_t.device());
     if (w == 0.0) {
       if (counter) { ++counter->calls; counter->rows += B; }
-      return denoiser.eps(x_t, torch::full({B}, i, t_opts), context_pos);
+      return denoise(x_t, torch::full({B}, i, t_opts), context_pos);
     }
     if (counter) { ++counter->calls; counter->rows += 2 * B; }
     const torch::Tensor eps_both =
-        denoiser.eps(torch::cat({x_t, x_t}, 0), torch::full({2 * B}, i, t_opts), context_both);
+        denoise(torch::cat({x_t, x_t}, 0), torch::full({2 * B}, i, t_opts), context_both);
     const torch::Tensor eps_pos = eps_both.slice(0, 0, B);
     const torch::Tensor eps_neg = eps_both.slice(0, B, 2 * B);
     // Ref: NegFaceDiff guidance; (1 + w) and w are double scalars applied to float32 tensors, as upstream.

@@ -15,10 +15,6 @@
 #include <string>
 #include <vector>
 
-namespace adaptdiff::model {
-class Denoiser;
-}
-
 namespace adaptdiff::sampler {
 
 /// Maps a visited timestep i (0..T-1, counting down during sampling) to the guidance weight w_i >= 0.
@@ -87,6 +83,12 @@ std::unique_ptr<GuidanceSchedule> make_guidance_schedule(const std::string& name
 /// The names make_guidance_schedule() accepts.
 std::vector<std::string> guidance_schedule_names();
 
+/// A denoiser evaluation, supplied by the caller (the sampler knows no model):
+///   x_t [R,C,H,W] float32, t [R] int64 (the timestep of each row), context [R,D] float32 -> eps [R,C,H,W] float32.
+/// Rows are independent; R is B or 2B.
+using DenoiseFn =
+    std::function<torch::Tensor(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context)>;
+
 /// Noise prediction for the batch at timestep i: x_t [B,C,H,W] f32 -> eps [B,C,H,W] f32.
 using EpsFn = std::function<torch::Tensor(const torch::Tensor& x_t, int64_t i)>;
 
@@ -104,7 +106,7 @@ struct ForwardCounter {
 /// forward of batch 2B (rows are independent in the UNet) and combined as (1+w_i)*eps+ - w_i*eps-,
 /// with the scalars applied to float32 tensors as upstream does.
 /// `counter` (optional, lent) accumulates forward statistics.
-EpsFn guided_eps(model::Denoiser& denoiser, torch::Tensor context_pos, torch::Tensor context_neg,
+EpsFn guided_eps(DenoiseFn denoise, torch::Tensor context_pos, torch::Tensor context_neg,
                  const GuidanceSchedule& schedule, int64_t T, ForwardCounter* counter = nullptr);
 
 }  // namespace adaptdiff::sampler

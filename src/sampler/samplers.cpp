@@ -14,15 +14,40 @@ torch::Tensor ddpm_step(const Schedule& s, const torch::Tensor& x, const torch::
   return out;
 }
 
-std::vector<int64_t> ddim_timesteps(int64_t T, int64_t ddim_step) {
+SamplerSpec::Kind parse_sampler_kind(const std::string& name) {
+  if (name == "ddpm") return SamplerSpec::Kind::kDdpm;
+  if (name == "ddim") return SamplerSpec::Kind::kDdim;
+  throw ConfigError("sampler: unknown kind '" + name + "' (known: ddpm, ddim)");
+}
+
+const char* to_string(SamplerSpec::Kind kind) { return kind == SamplerSpec::Kind::kDdim ? "ddim" : "ddpm"; }
+
+int64_t ddim_stride(int64_t T, int64_t ddim_step) {
   if (ddim_step < 1 || ddim_step > T) {
     throw ConfigError("sampler: DDIM steps must be in [1, T=" + std::to_string(T) + "], got " +
                       std::to_string(ddim_step));
   }
-  const int64_t skip = T / ddim_step;
+  return T / ddim_step;
+}
+
+std::vector<int64_t> ddim_timesteps(int64_t T, int64_t ddim_step) {
+  const int64_t skip = ddim_stride(T, ddim_step);
   std::vector<int64_t> steps;
   for (int64_t i = 0; i < T; i += skip) steps.push_back(i);
   return {steps.rbegin(), steps.rend()};
+}
+
+std::vector<int64_t> timesteps(const SamplerSpec& spec, int64_t T) {
+  if (spec.kind == SamplerSpec::Kind::kDdim) return ddim_timesteps(T, spec.steps);
+  if (spec.steps != T) {
+    throw ConfigError("config: sampler.steps = " + std::to_string(spec.steps) +
+                      " but DDPM visits every one of the model's T = " + std::to_string(T) +
+                      " steps\n---> HINT: set sampler.steps = " + std::to_string(T) +
+                      " or use sampler.kind = \"ddim\"");
+  }
+  std::vector<int64_t> steps;
+  for (int64_t i = T - 1; i >= 0; --i) steps.push_back(i);
+  return steps;
 }
 
 torch::Tensor ddim_step(const Schedule& s, const torch::Tensor& x, const torch::Tensor& eps, int64_t i,
@@ -43,33 +68,39 @@ torch::Tensor ddim_step(const Schedule& s, const torch::Tensor& x, const torch::
 
 torch::Tensor sample_ddpm(const Schedule& s, const EpsFn& eps_fn, torch::Tensor x_T, const NoiseFn& noise,
                           const StepObserver& observer) {
-  torch::Tensor x = std::move(x_T);
-  for (int64_t i = s.T - 1; i >= 0; --i) {
-    // Upstream draws no noise for i <= 1.
-    const torch::Tensor z = (i > 1) ? noise(i) : torch::Tensor();
-    x = ddpm_step(s, x, eps_fn(x, i), i, z);
-    if (observer) observer(i, x);
-  }
-  return x;
+  return sample(SamplerSpec{SamplerSpec::Kind::kDdpm, s.T, 0.0}, s, eps_fn, std::move(x_T), noise, observer);
 }
 
 torch::Tensor sample_ddim(const Schedule& s, const EpsFn& eps_fn, torch::Tensor x_T, int64_t ddim_step_count,
                           double eta, const NoiseFn& noise, const StepObserver& observer) {
-  const int64_t skip = s.T / ddim_step_count;
+  return sample(SamplerSpec{SamplerSpec::Kind::kDdim, ddim_step_count, eta}, s, eps_fn, std::move(x_T), noise,
+                observer);
+}
+
+torch::Tensor sample(const SamplerSpec& spec, const Schedule& s, const EpsFn& eps_fn, torch::Tensor x_T,
+                     const NoiseFn& noise, const StepObserver& observer) {
+  const bool ddim = spec.kind == SamplerSpec::Kind::kDdim;
+  const int64_t skip = ddim ? ddim_stride(s.T, spec.steps) : 1;
   torch::Tensor x = std::move(x_T);
-  for (int64_t i : ddim_timesteps(s.T, ddim_step_count)) {
-    const torch::Tensor z = (eta > 0.0 && i > 0) ? noise(i) : torch::Tensor();
-    x = ddim_step(s, x, eps_fn(x, i), i, skip, eta, z);
+  for (int64_t i : timesteps(spec, s.T)) {
+    if (ddim) {
+      const torch::Tensor z = (spec.eta > 0.0 && i > 0) ? noise(i) : torch::Tensor();
+      x = ddim_step(s, x, eps_fn(x, i), i, skip, spec.eta, z);
+    } else {
+      // Upstream draws no noise for i <= 1.
+      const torch::Tensor z = (i > 1) ? noise(i) : torch::Tensor();
+      x = ddpm_step(s, x, eps_fn(x, i), i, z);
+    }
     if (observer) observer(i, x);
   }
   return x;
 }
 
-int64_t noise_draws_per_sample(bool ddim, int64_t T, int64_t ddim_step_count, double eta) {
-  if (!ddim) return T - 2;
-  if (eta <= 0.0) return 0;
+int64_t noise_draws_per_sample(const SamplerSpec& spec, int64_t T) {
+  if (spec.kind == SamplerSpec::Kind::kDdpm) return T - 2;
+  if (spec.eta <= 0.0) return 0;
   int64_t n = 0;
-  for (int64_t i : ddim_timesteps(T, ddim_step_count)) n += (i > 0);
+  for (int64_t i : ddim_timesteps(T, spec.steps)) n += (i > 0);
   return n;
 }
 

@@ -6,12 +6,26 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "sampler/guidance.hpp"
 #include "sampler/schedule.hpp"
 
 namespace adaptdiff::sampler {
+
+/// Which sampler runs and how ([sampler] of the run config).
+struct SamplerSpec {
+  enum class Kind { kDdpm, kDdim };
+  Kind kind = Kind::kDdpm;
+  int64_t steps = 1000;  ///< DDIM: upstream's `ddim_step` (stride T // steps); DDPM: must equal T
+  double eta = 0.0;      ///< DDIM only: 0 deterministic, 1 DDPM-like noise
+};
+
+/// Parses "ddpm" | "ddim"; throws ConfigError naming the value and the known names.
+SamplerSpec::Kind parse_sampler_kind(const std::string& name);
+/// The config name of `kind` ("ddpm", "ddim").
+const char* to_string(SamplerSpec::Kind kind);
 
 /// Supplies the Gaussian noise z of the step at timestep i ([B,C,H,W] f32, on the CPU or x's device).
 /// Called only at steps that add noise (DDPM: i > 1; DDIM: eta > 0 and i > 0), in execution order.
@@ -38,6 +52,18 @@ std::vector<int64_t> ddim_timesteps(int64_t T, int64_t ddim_step);
 torch::Tensor ddim_step(const Schedule& s, const torch::Tensor& x, const torch::Tensor& eps, int64_t i,
                         int64_t skip, double eta, const torch::Tensor& z);
 
+/// DDIM stride for upstream's `ddim_step`: T // ddim_step (ConfigError unless 1 <= ddim_step <= T).
+int64_t ddim_stride(int64_t T, int64_t ddim_step);
+
+/// The timesteps `spec` visits for a model of T steps, in execution order: DDPM every i = T-1..0 (ConfigError
+/// with a hint unless spec.steps == T), DDIM ddim_timesteps(T, spec.steps).
+std::vector<int64_t> timesteps(const SamplerSpec& spec, int64_t T);
+
+/// The whole trajectory of `spec` from x_T ([B,C,H,W] f32) over timesteps(spec, s.T); returns x_0. `noise` is
+/// called only at steps that add noise (DDPM: i > 1; DDIM: eta > 0 and i > 0); `observer` after each step.
+torch::Tensor sample(const SamplerSpec& spec, const Schedule& s, const EpsFn& eps_fn, torch::Tensor x_T,
+                     const NoiseFn& noise, const StepObserver& observer = nullptr);
+
 /// Full DDPM trajectory from x_T ([B,C,H,W] f32) over i = T-1..0; returns x_0.
 torch::Tensor sample_ddpm(const Schedule& s, const EpsFn& eps_fn, torch::Tensor x_T, const NoiseFn& noise,
                           const StepObserver& observer = nullptr);
@@ -48,6 +74,6 @@ torch::Tensor sample_ddim(const Schedule& s, const EpsFn& eps_fn, torch::Tensor 
 
 /// Number of noise draws per sample after x_T: DDPM T-2 (i = T-1..2), DDIM (eta > 0) one per visited
 /// step with i > 0, else 0.
-int64_t noise_draws_per_sample(bool ddim, int64_t T, int64_t ddim_step, double eta);
+int64_t noise_draws_per_sample(const SamplerSpec& spec, int64_t T);
 
 }  // namespace adaptdiff::sampler

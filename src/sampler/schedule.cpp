@@ -52,32 +52,5 @@ std::vector<std::pair<std::string, torch::Tensor>> Schedule::checkpoint_buffers(
           {"one_minus_alphas_over_sqrt_one_minus_alpha_bars", coef}};
 }
 
-void check_schedule_buffers(const Schedule& schedule,
-                            const std::vector<std::pair<std::string, torch::Tensor>>& buffers,
-                            const std::string& checkpoint_path, double rel_tol) {
-  const auto ours = schedule.checkpoint_buffers();
-  for (const auto& [name, stored] : buffers) {
-    const torch::Tensor* expected = nullptr;
-    for (const auto& [n, t] : ours) {
-      if (n == name) expected = &t;
-    }
-    if (expected == nullptr) continue;  // not a schedule buffer we know; the loader decides about extras
-    std::ostringstream os;
-    if (stored.numel() != expected->numel()) {
-      os << "model: checkpoint " << checkpoint_path << " has schedule buffer '" << name << "' of length "
-         << stored.numel() << " but the model file describes T = " << schedule.T;
-    } else {
-      const auto ref = expected->to(torch::kFloat64);
-      const double err = (stored.to(torch::kFloat64).reshape(ref.sizes()) - ref).abs().max().item<double>();
-      const double scale = std::max(ref.abs().max().item<double>(), 1e-30);
-      if (err / scale <= rel_tol) continue;
-      os << "model: checkpoint " << checkpoint_path << " schedule buffer '" << name
-         << "' differs from the model file's schedule (max relative error " << err / scale << " > " << rel_tol
-         << ")";
-    }
-    os << "\n---> HINT: check [diffusion] T, beta_1, beta_T in the model file against the training config";
-    throw ModelError(os.str());
-  }
-}
 
 }  // namespace adaptdiff::sampler

@@ -42,11 +42,4 @@ struct Schedule {
   std::vector<float> alpha_bars_a_, alpha_bars_prev_a_, sqrt_alphas_inv_a_, coef_a_, sigmas_a_;
 };
 
-/// Compares schedule buffers found in a checkpoint (name -> float32 [T]) with `schedule`.
-/// Throws ModelError naming the first buffer that is missing a counterpart or differs by more than
-/// `rel_tol` (max |a-b| / max |b|), with a hint to check [diffusion] of the model file.
-void check_schedule_buffers(const Schedule& schedule,
-                            const std::vector<std::pair<std::string, torch::Tensor>>& buffers,
-                            const std::string& checkpoint_path, double rel_tol = 1e-5);
-
 }  // namespace adaptdiff::sampler

@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "dist/comm.hpp"
 #include "io/store.hpp"
+#include "io/store_reader.hpp"
 
 namespace fs = std::filesystem;
 using adaptdiff::IoError;
@@ -44,6 +46,12 @@ int size() {
   int s = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &s);
   return s;
+}
+
+// MPI_COMM_WORLD as the store takes it (not owned; made on first use, after MPI_Init).
+const adaptdiff::dist::Comm& world() {
+  static const adaptdiff::dist::Comm comm(MPI_COMM_WORLD, false);
+  return comm;
 }
 
 // Rank 0 chooses a string, every rank gets it.
@@ -258,7 +266,7 @@ TEST(OutputStore, CollectiveCreateUnevenWritesReadBack) {
   const auto layout = small_layout();
   const auto attrs = test_attributes();
   {
-    io::OutputStore store = io::OutputStore::create(MPI_COMM_WORLD, path, layout, attrs);
+    io::OutputStore store = io::OutputStore::create(world(), path, layout, attrs);
     EXPECT_EQ(store.layout(), layout);
     EXPECT_EQ(store.string_attribute("version"), "0.1.0");
     write_share(store, layout);
@@ -292,7 +300,7 @@ TEST(OutputStore, LatentsAreStoredWhenAsked) {
   layout.latent_h = 2;
   layout.latent_w = 5;
   {
-    io::OutputStore store = io::OutputStore::create(MPI_COMM_WORLD, path, layout, {});
+    io::OutputStore store = io::OutputStore::create(world(), path, layout, {});
     write_share(store, layout);
     store.close();
   }
@@ -307,7 +315,7 @@ TEST(OutputStore, WriteValidation) {
   SharedTempDir dir;
   const std::string path = dir.file("validate.h5");
   const auto l = small_layout();  // N*K = 15
-  io::OutputStore store = io::OutputStore::create(MPI_COMM_WORLD, path, l, {});
+  io::OutputStore store = io::OutputStore::create(world(), path, l, {});
   expect_error<IoError>([&] { store.write_images(14, images_for(14, 16, l.height, l.width)); },
                         {"store::write_images", "rows [14, 16) outside [0, 15)"});
   expect_error<IoError>([&] { store.write_images(-1, images_for(0, 1, l.height, l.width)); }, {"rows [-1, 0)"});
@@ -344,13 +352,13 @@ TEST(OutputStore, OpenExistingForRestart) {
   io::StoreOptions no_lock;
   no_lock.file_locking = false;
   {
-    io::OutputStore store = io::OutputStore::create(MPI_COMM_WORLD, path, l, test_attributes(), no_lock);
+    io::OutputStore store = io::OutputStore::create(world(), path, l, test_attributes(), no_lock);
     // First "run": only images of the first identity, written by rank 0.
     if (rank() == 0) store.write_images(0, images_for(0, 3, l.height, l.width));
     store.close();
   }
   {
-    io::OutputStore store = io::OutputStore::open_existing(MPI_COMM_WORLD, path, no_lock);
+    io::OutputStore store = io::OutputStore::open_existing(world(), path, no_lock);
     EXPECT_EQ(store.layout(), l);
     EXPECT_EQ(store.string_attributes(), test_attributes());
     // Second "run": the rest, by the last rank.
@@ -382,11 +390,11 @@ TEST(OutputStore, OpenExistingForRestart) {
     H5Sclose(s);
     H5Fclose(f);
   });
-  expect_error<IoError>([&] { io::OutputStore::open_existing(MPI_COMM_WORLD, foreign); },
+  expect_error<IoError>([&] { io::OutputStore::open_existing(world(), foreign); },
                         rank() == 0 ? std::vector<std::string>{"not an adaptdiff output file", "'images' is missing",
                                                                "something_else"}
                                     : std::vector<std::string>{"not an adaptdiff output file"});
-  expect_error<IoError>([&] { io::OutputStore::open_existing(MPI_COMM_WORLD, dir.file("absent.h5")); },
+  expect_error<IoError>([&] { io::OutputStore::open_existing(world(), dir.file("absent.h5")); },
                         {"absent.h5", "does not exist"});
   on_rank0([&] {
     expect_error<IoError>([&] { io::StoreReader reader(foreign); }, {"not an adaptdiff output file"});
@@ -398,7 +406,7 @@ TEST(OutputStore, CreateErrorsNameThePath) {
   SharedTempDir dir;
   const auto l = small_layout();
   const std::string missing = dir.file("no/such/dir/out.h5");
-  expect_error<IoError>([&] { io::OutputStore::create(MPI_COMM_WORLD, missing, l, {}); },
+  expect_error<IoError>([&] { io::OutputStore::create(world(), missing, l, {}); },
                         {"store::create", missing, "HINT"});
 
   // A directory this process cannot write. root ignores permission bits, so fall back to /sys,
@@ -421,12 +429,12 @@ TEST(OutputStore, CreateErrorsNameThePath) {
   }
   target = bcast_string(target);
   if (target.empty()) GTEST_SKIP() << "no non-writable directory available";
-  expect_error<IoError>([&] { io::OutputStore::create(MPI_COMM_WORLD, target, l, {}); }, {"store::create", target});
+  expect_error<IoError>([&] { io::OutputStore::create(world(), target, l, {}); }, {"store::create", target});
   if (rank() == 0) chmod(dir.file("read_only").c_str(), 0755);
 
   io::StoreLayout bad = l;
   bad.images_per_identity = 0;
-  expect_error<IoError>([&] { io::OutputStore::create(MPI_COMM_WORLD, dir.file("bad.h5"), bad, {}); },
+  expect_error<IoError>([&] { io::OutputStore::create(world(), dir.file("bad.h5"), bad, {}); },
                         {"images_per_identity = 0"});
 }
 
@@ -435,7 +443,7 @@ TEST(OutputStore, RanksMustPassIdenticalArguments) {
   SharedTempDir dir;
   auto l = small_layout();
   if (rank() == 1) l.images_per_identity = 4;
-  expect_error<IoError>([&] { io::OutputStore::create(MPI_COMM_WORLD, dir.file("x.h5"), l, {}); },
+  expect_error<IoError>([&] { io::OutputStore::create(world(), dir.file("x.h5"), l, {}); },
                         {"different arguments"});
 }
 

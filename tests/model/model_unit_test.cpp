@@ -19,6 +19,7 @@
 #include "model/decoder.hpp"
 #include "model/loader.hpp"
 #include "model/unet.hpp"
+#include "sampler/schedule.hpp"
 #include "test_support.hpp"
 
 namespace adaptdiff::model {
@@ -547,6 +548,18 @@ TEST(DecoderParts, QuantiserPicksNearestCodeAcrossChunks) {
   const torch::Tensor rows =
       vq->codebook().detach().index_select(0, idx.view({-1})).view({1, 64, 65, 3}).permute({0, 3, 1, 2});
   EXPECT_LE(max_abs(zq, rows), 1e-6);
+}
+
+// The checkpoint's schedule buffers against the model file's schedule: equal passes, another beta_T or T fails.
+TEST(ScheduleBuffers, CheckCatchesAnotherBetaOrT) {
+  namespace sm = adaptdiff::sampler;
+  const auto sch = sm::Schedule::linear(1000, 1e-4, 0.02);
+  const auto expected = sch.checkpoint_buffers();
+  EXPECT_NO_THROW(check_schedule_buffers(expected, sch.T, sch.checkpoint_buffers(), "ckpt"));
+  const auto other = sm::Schedule::linear(1000, 1e-4, 0.03);
+  EXPECT_THROW(check_schedule_buffers(expected, sch.T, other.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
+  const auto shorter = sm::Schedule::linear(500, 1e-4, 0.02);
+  EXPECT_THROW(check_schedule_buffers(expected, sch.T, shorter.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
 }
 
 }  // namespace

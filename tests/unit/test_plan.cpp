@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "job/job.hpp"
+#include "job/threads.hpp"
 #include "job/plan.hpp"
 
 using adaptdiff::job::all_samples;

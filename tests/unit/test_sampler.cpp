@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "model/loader.hpp"
 #include "sampler/guidance.hpp"
 #include "sampler/noise.hpp"
 #include "sampler/samplers.hpp"
@@ -43,15 +42,6 @@ TEST(Schedule, LinearMatchesClosedForm) {
   EXPECT_NEAR(half.betas[0].item<double>(), 2e-4, 1e-9);
   EXPECT_NEAR(half.betas[499].item<double>(), 0.04, 1e-8);
   EXPECT_THROW(s::Schedule::linear(1, 1e-4, 0.02), adaptdiff::ConfigError);
-}
-
-TEST(Schedule, BufferCheckCatchesAnotherT) {
-  const auto sch = s::Schedule::linear(1000, 1e-4, 0.02);
-  EXPECT_NO_THROW(s::check_schedule_buffers(sch, sch.checkpoint_buffers(), "ckpt"));
-  const auto other = s::Schedule::linear(1000, 1e-4, 0.03);
-  EXPECT_THROW(s::check_schedule_buffers(sch, other.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
-  const auto shorter = s::Schedule::linear(500, 1e-4, 0.02);
-  EXPECT_THROW(s::check_schedule_buffers(sch, shorter.checkpoint_buffers(), "ckpt"), adaptdiff::ModelError);
 }
 
 TEST(Guidance, WeightsFollowTheirFormulas) {
@@ -124,15 +114,18 @@ TEST(Steps, DdpmAndDdimUpdatesMatchFloat64) {
   }
 }
 
-// A stand-in denoiser whose eps is a known function of (x, t, context), recording batch sizes.
-class AffineDenoiser : public adaptdiff::model::Denoiser {
+// A stand-in denoiser whose eps is a known function of (x, t, context), recording batch sizes. The sampler
+// takes it as a DenoiseFn callback (fn()).
+class AffineDenoiser {
  public:
-  torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) override {
+  torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) {
     batches.push_back(x_t.size(0));
     const auto c = context.sum(1).view({-1, 1, 1, 1});
     return 0.1 * x_t + c + 0.001 * t.to(torch::kFloat32).view({-1, 1, 1, 1});
   }
-  int64_t context_dim() const override { return 4; }
+  s::DenoiseFn fn() {
+    return [this](const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& c) { return eps(x_t, t, c); };
+  }
   std::vector<int64_t> batches;
 };
 
@@ -142,7 +135,7 @@ TEST(Guidance, GuidedEpsCombinesOneDoubledForward) {
   const auto neg = torch::full({3, 4}, 0.5);   // sum 2
   const auto linear = s::make_guidance_schedule("linear", 0.0, 1.0);
   s::ForwardCounter counter;
-  const auto fn = s::guided_eps(net, pos, neg, *linear, 1000, &counter);
+  const auto fn = s::guided_eps(net.fn(), pos, neg, *linear, 1000, &counter);
   const auto x = torch::randn({3, 2, 2, 2});
   const int64_t i = 250;
   const double w = 1.0 - 250.0 / 1000.0;
@@ -155,7 +148,7 @@ TEST(Guidance, GuidedEpsCombinesOneDoubledForward) {
   EXPECT_EQ(counter.calls, 2);
   EXPECT_EQ(counter.rows, 9);
   // A guiding schedule without a negative is refused.
-  EXPECT_THROW(s::guided_eps(net, pos, torch::Tensor(), *linear, 1000), adaptdiff::ConfigError);
+  EXPECT_THROW(s::guided_eps(net.fn(), pos, torch::Tensor(), *linear, 1000), adaptdiff::ConfigError);
 }
 
 TEST(Noise, PerSampleStreamsIgnoreBatchComposition) {
@@ -192,9 +185,10 @@ TEST(Samplers, DdpmLoopUsesNoiseOnlyAboveOne) {
   double expected = 1.0;
   for (int i = 0; i < 10; ++i) expected /= std::sqrt(1.0 - sch.betas[i].item<double>());
   EXPECT_NEAR(out.item<double>(), expected, 1e-5 * expected);
-  EXPECT_EQ(s::noise_draws_per_sample(false, 1000, 0, 0.0), 998);
-  EXPECT_EQ(s::noise_draws_per_sample(true, 1000, 20, 0.0), 0);
-  EXPECT_EQ(s::noise_draws_per_sample(true, 1000, 20, 0.5), 19);
+  using Kind = s::SamplerSpec::Kind;
+  EXPECT_EQ(s::noise_draws_per_sample({Kind::kDdpm, 1000, 0.0}, 1000), 998);
+  EXPECT_EQ(s::noise_draws_per_sample({Kind::kDdim, 20, 0.0}, 1000), 0);
+  EXPECT_EQ(s::noise_draws_per_sample({Kind::kDdim, 20, 0.5}, 1000), 19);
 }
 
 }  // namespace

@@ -1,0 +1,53 @@
+#pragma once
+// The run's inputs: the identity set and the negative pool (validated before any expensive work), this
+// rank's shard of them, and the negatives selected over all ranks.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "config/run_config.hpp"
+#include "dist/partition.hpp"
+#include "io/identities.hpp"
+#include "negatives/selection.hpp"
+#include "negatives/strategy.hpp"
+
+namespace adaptdiff::dist {
+class Comm;
+}
+
+namespace adaptdiff::job {
+
+/// Where the identity contexts and the negative candidates come from.
+struct Sources {
+  io::ContextSource identities;
+  io::ContextSource pool;            ///< meaningful only when !pool_is_identity_set
+  int64_t pool_total = 0;            ///< candidate rows (N when the pool is the identity set)
+  bool pool_is_identity_set = true;  ///< negatives.pool = ""
+  negatives::Strategy strategy = negatives::Strategy::kFar;
+};
+
+/// Parses and checks the sources of `cfg` (files exist and are readable, enough rows, a strategy that needs
+/// two identities gets them). Throws ConfigError (also for unreadable files: exit code 2). Serial.
+Sources validate_sources(const config::RunConfig& cfg);
+
+/// This rank's identities with their contexts, its pool shard, and the negatives of every identity.
+struct RankNegatives {
+  dist::Range my_ids;                 ///< identity shard of this rank
+  torch::Tensor my_contexts;          ///< float32 [my_ids, D]
+  dist::Range my_pool_span;           ///< pool rows of this rank (my_ids for the identity set)
+  torch::Tensor my_pool;              ///< float32 [my_pool_span, D]; undefined for the identity set
+  negatives::Selection selection;     ///< negatives of my_ids
+  std::vector<int64_t> all_index;     ///< [N] negative_index of every identity (-1 for zero/none)
+};
+
+/// Reads this rank's shard and selects the negatives across ranks (COLLECTIVE; errors agreed on every rank).
+RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
+                               dist::Range my_ids);
+
+/// Contexts p+ and p- ([touched, D] float32 each; p- undefined for strategy none) of the identities
+/// `touched` (COLLECTIVE: p- rows come from whichever rank holds those pool rows).
+void touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
+                      const RankNegatives& negs, dist::Range touched, torch::Tensor& pos, torch::Tensor& neg);
+
+}  // namespace adaptdiff::job
