@@ -1,4 +1,4 @@
-// Serial tests of adaptdiff::negatives against an independent brute force (brute_force.hpp).
+// Serial tests of adaptdiff::negatives against an independent brute force (support/brute_force.hpp).
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
@@ -10,10 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "brute_force.hpp"
 #include "core/error.hpp"
-#include "expect_selection.hpp"
 #include "negatives/negatives.hpp"
+#include "support/brute_force.hpp"
+#include "support/expect_selection.hpp"
 
 namespace {
 

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.hpp"
 #include "sampler/guidance.hpp"
@@ -129,6 +133,20 @@ class AffineDenoiser {
   std::vector<int64_t> batches;
 };
 
+// A guiding schedule (never_guides() is false) whose weight is 0 at one timestep and w elsewhere.
+class ZeroAtStep final : public s::GuidanceSchedule {
+ public:
+  ZeroAtStep(int64_t zero_step, double w) : zero_step_(zero_step), w_(w) {}
+  double weight(int64_t i, int64_t) const override { return i == zero_step_ ? 0.0 : w_; }
+  std::string name() const override { return "zero-at-step"; }
+
+ private:
+  int64_t zero_step_;
+  double w_;
+};
+
+torch::Tensor steps(int64_t i, int64_t B) { return torch::full({B}, i, torch::kInt64); }
+
 TEST(Guidance, GuidedEpsCombinesOneDoubledForward) {
   AffineDenoiser net;
   const auto pos = torch::ones({3, 4});        // sum 4
@@ -142,13 +160,60 @@ TEST(Guidance, GuidedEpsCombinesOneDoubledForward) {
   const auto e_pos = 0.1 * x + 4 + 0.25, e_neg = 0.1 * x + 2 + 0.25;
   EXPECT_LT(rel_err(fn(x, i), (1 + w) * e_pos - w * e_neg), 1e-6);
   ASSERT_EQ(net.batches, std::vector<int64_t>{6});  // one forward of 2B rows
-  // w = 0 at i = T: only the positive half runs.
-  EXPECT_LT(rel_err(fn(x, 1000), 0.1 * x + 4 + 1.0), 1e-6);
-  EXPECT_EQ(net.batches.back(), 3);
-  EXPECT_EQ(counter.calls, 2);
-  EXPECT_EQ(counter.rows, 9);
+  EXPECT_EQ(counter.calls, 1);
+  EXPECT_EQ(counter.rows, 6);
   // A guiding schedule without a negative is refused.
   EXPECT_THROW(s::guided_eps(net.fn(), pos, torch::Tensor(), *linear, 1000), adaptdiff::ConfigError);
+}
+
+TEST(Guidance, ZeroWeightAtAVisitedStepIsTheConditionalEpsBitForBit) {
+  AffineDenoiser net;
+  const auto pos = torch::ones({3, 4});
+  const auto neg = torch::full({3, 4}, 0.5);
+  const auto x = torch::randn({3, 2, 2, 2});
+  // i = 500 of T = 1000 is visited by DDPM and by DDIM (steps 10, 20, 50, ...); i = 0 by every sampler.
+  // The schedules below guide at other steps, so the negative is given and the w = 0 branch must still
+  // return the positive-only forward unchanged: no (1 + 0)*e - 0*e recombination, no negative rows.
+  const ZeroAtStep zero_at_500(500, 0.8);
+  const auto reverse = s::make_guidance_schedule("reverse", 0.0, 1.5);  // w_i = 1.5 * i/T: 0 at i = 0
+  const auto constant0 = s::make_guidance_schedule("constant", 0.0, 0.0);
+  const std::vector<std::pair<const s::GuidanceSchedule*, int64_t>> cases{
+      {&zero_at_500, 500}, {reverse.get(), 0}, {constant0.get(), 500}};
+  for (const auto& [schedule, i] : cases) {
+    ASSERT_EQ(schedule->weight(i, 1000), 0.0) << schedule->name();
+    s::ForwardCounter counter;
+    const auto fn = s::guided_eps(net.fn(), pos, neg, *schedule, 1000, &counter);
+    net.batches.clear();
+    const auto guided = fn(x, i);
+    EXPECT_EQ(net.batches, std::vector<int64_t>{3}) << schedule->name() << ": only the positive half runs";
+    EXPECT_EQ(counter.calls, 1) << schedule->name();
+    EXPECT_EQ(counter.rows, 3) << schedule->name();
+    EXPECT_TRUE(torch::equal(guided, net.eps(x, steps(i, 3), pos))) << schedule->name() << " at i = " << i;
+  }
+  // The same schedule guides at its other steps: the branch above is the w = 0 case, not a disabled schedule.
+  const auto fn = s::guided_eps(net.fn(), pos, neg, zero_at_500, 1000);
+  EXPECT_FALSE(torch::equal(fn(x, 499), net.eps(x, steps(499, 3), pos)));
+}
+
+TEST(Guidance, SameContextForBothHalvesGivesTheConditionalEps) {
+  // p- = p+: (1 + w)*e - w*e = e in exact arithmetic. In float32 the scalars 1 + w and w are rounded (rel.
+  // 2^-24 each), so are both products and the difference: the error is below (3 + 4w) * 2^-24 * |e|. The
+  // bound used, 4 ulps(1) * (1 + 2w) * max|e| (ulp(1) = 2^-23), is at least twice that.
+  AffineDenoiser net;
+  const auto ctx = torch::tensor({{0.3f, -1.2f, 2.5f, 0.7f}, {-0.4f, 0.9f, 0.1f, -2.2f}, {1.0f, 1.0f, 1.0f, 1.0f}});
+  const auto x = torch::randn({3, 2, 2, 2}) * 7.0;
+  const auto check = [&](const s::GuidanceSchedule& schedule, int64_t i) {
+    const double w = schedule.weight(i, 1000);
+    const auto e = net.eps(x, steps(i, 3), ctx);
+    const auto guided = s::guided_eps(net.fn(), ctx, ctx, schedule, 1000)(x, i);
+    EXPECT_EQ(net.batches.back(), 6) << "the doubled forward runs at w = " << w;
+    const double tol = 4.0 * std::numeric_limits<float>::epsilon() * (1.0 + 2.0 * w) * e.abs().max().item<double>();
+    EXPECT_LE((guided - e).abs().max().item<double>(), tol) << schedule.name() << " w = " << w << " at i = " << i;
+  };
+  for (double w : {0.1, 0.3, 0.5, 1.0, 2.7, 10.0}) check(*s::make_guidance_schedule("constant", w, 0.0), 500);
+  // The linear schedule at visited steps (w_i = 1 - i/T > 0 for every i < T).
+  const auto linear = s::make_guidance_schedule("linear", 0.0, 1.0);
+  for (int64_t i : {999, 500, 1, 0}) check(*linear, i);
 }
 
 TEST(Noise, PerSampleStreamsIgnoreBatchComposition) {

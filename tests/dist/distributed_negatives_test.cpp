@@ -6,12 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "brute_force.hpp"
 #include "core/error.hpp"
 #include "dist/distributed_negatives.hpp"
 #include "dist/partition.hpp"
-#include "expect_selection.hpp"
 #include "mpi_world.hpp"
+#include "support/brute_force.hpp"
+#include "support/expect_selection.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// main of negatives_mpi: MPI via MpiEnvironment, then GoogleTest. Rank 0 prints the usual report; the
+// main of dist_mpi: MPI via MpiEnvironment, then GoogleTest. Rank 0 prints the usual report; the
 // other ranks print only their failures, prefixed "[rank N]". The exit code is non-zero on every rank if
 // any rank had a failure.
 #include <gtest/gtest.h>
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   const int rc = RUN_ALL_TESTS();
   const int64_t failed_ranks = env.world().allreduce(int64_t{rc != 0 ? 1 : 0}, adaptdiff::dist::ReduceOp::kSum);
   if (rank == 0 && failed_ranks > 0) {
-    std::fprintf(stderr, "negatives_mpi: %lld of %d ranks had failures\n", static_cast<long long>(failed_ranks),
+    std::fprintf(stderr, "dist_mpi: %lld of %d ranks had failures\n", static_cast<long long>(failed_ranks),
                  env.world().size());
   }
   return failed_ranks > 0 ? 1 : 0;
