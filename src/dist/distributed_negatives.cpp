@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "dist/agree.hpp"
 #include "negatives/similarity.hpp"
 
 namespace adaptdiff::dist {
@@ -27,35 +28,34 @@ struct NamedValue {
   int64_t value;
 };
 
-// Collective. Throws InputError on every rank when any rank has a local error, when a value of `same`
-// differs between ranks, or when the widths reported by the ranks differ (width_lo/width_hi: this
-// rank's smallest/largest width, kUnset/-1 if it has none). Returns the common width, -1 if none.
+// Collective, one agreement (dist/agree.hpp). Throws InputError on every rank when any rank has a local
+// error (the lowest failing rank's message), when a value of `same` differs between ranks, or when the widths
+// reported by the ranks differ (width_lo/width_hi: this rank's smallest/largest width, kUnset/-1 if it has
+// none). Returns the common width, -1 if none.
 int64_t agree_on_arguments(const Comm& comm, const std::string& local_error, const std::vector<NamedValue>& same,
                            int64_t width_lo, int64_t width_hi, const char* operation) {
-  std::vector<int64_t> lo{local_error.empty() ? kUnset : comm.rank(), width_lo};
-  std::vector<int64_t> hi{0, width_hi};
+  // Maxima of (v, -v) give both ends of every value's range in the agreement's one allreduce.
+  std::vector<int64_t> flags{width_hi, width_lo == kUnset ? -kUnset : -width_lo};
   for (const auto& v : same) {
-    lo.push_back(v.value);
-    hi.push_back(v.value);
+    flags.push_back(v.value);
+    flags.push_back(-v.value);
   }
-  lo = comm.allreduce(lo, ReduceOp::kMin);
-  hi = comm.allreduce(hi, ReduceOp::kMax);
-  if (lo[0] != kUnset) {
+  const std::vector<int64_t> range = agree(comm, operation, [&] {
     if (!local_error.empty()) throw InputError(local_error);
-    throw InputError(std::string(operation) + ": invalid input on rank " + std::to_string(lo[0]) +
-                     " (see that rank's message)");
-  }
+  }, flags);
   for (size_t i = 0; i < same.size(); ++i) {
-    if (lo[i + 2] != hi[i + 2]) {
+    const int64_t hi = range[2 + 2 * i], lo = -range[3 + 2 * i];
+    if (lo != hi) {
       throw InputError(std::string(operation) + ": ranks disagree on " + same[i].name + " (values from " +
-                       std::to_string(lo[i + 2]) + " to " + std::to_string(hi[i + 2]) + "); it must be the same everywhere");
+                       std::to_string(lo) + " to " + std::to_string(hi) + "); it must be the same everywhere");
     }
   }
-  if (lo[1] != kUnset && lo[1] != hi[1]) {
-    throw InputError(std::string(operation) + ": embedding widths differ across shards (from " + std::to_string(lo[1]) +
-                     " to " + std::to_string(hi[1]) + ")");
+  const int64_t hi = range[0], lo = -range[1];
+  if (lo != kUnset && lo != hi) {
+    throw InputError(std::string(operation) + ": embedding widths differ across shards (from " + std::to_string(lo) +
+                     " to " + std::to_string(hi) + ")");
   }
-  return hi[1];
+  return hi;
 }
 
 // Collective. Throws InputError on every rank if any rank has a local error.
@@ -101,26 +101,21 @@ PoolLayout gather_layout(const Comm& comm, int64_t p_begin, int64_t m_r, int64_t
 // the shards travel around the ring r -> r+1 (P-1 MPI_Sendrecv steps; empty shards travel too, so every
 // rank makes the same calls). shard: [rows, width] float32 contiguous. If `visit` throws on a rank, that
 // rank stops visiting but keeps passing shards, so its neighbours are not left waiting; afterwards every
-// rank throws (the failing rank its own exception, the others InputError or Error naming that rank).
+// rank throws the lowest failing rank's error, of its type (dist::agree).
 template <typename Visit>
 void ring_pass(const Comm& comm, torch::Tensor my_shard, const PoolLayout& layout, int64_t width, Visit&& visit,
                const char* operation) {
   const int P = comm.size();
   const int r = comm.rank();
   std::exception_ptr failure;
-  int64_t failure_kind = 0;  // 1: InputError, 2: anything else
   torch::Tensor current = std::move(my_shard);
   for (int step = 0; step < P; ++step) {
     const int owner = ((r - step) % P + P) % P;
     if (!failure) {
       try {
         visit(current, layout.begin[static_cast<size_t>(owner)], owner);
-      } catch (const InputError&) {
-        failure = std::current_exception();
-        failure_kind = 1;
       } catch (...) {
         failure = std::current_exception();
-        failure_kind = 2;
       }
     }
     if (step + 1 == P) break;
@@ -131,14 +126,9 @@ void ring_pass(const Comm& comm, torch::Tensor my_shard, const PoolLayout& layou
                   (r - 1 + P) % P, kRingTag);
     current = std::move(next);
   }
-  const std::vector<int64_t> first =
-      comm.allreduce(std::vector<int64_t>{failure ? r : kUnset, -failure_kind}, ReduceOp::kMin);
-  if (first[0] == kUnset) return;
-  if (failure) std::rethrow_exception(failure);
-  const std::string message = std::string(operation) + ": rank " + std::to_string(first[0]) +
-                              " failed while processing pool shards (see that rank's message)";
-  if (first[1] == -1) throw InputError(message);
-  throw Error(message);
+  agree(comm, operation, [&] {
+    if (failure) std::rethrow_exception(failure);
+  });
 }
 
 }  // namespace
