@@ -157,18 +157,12 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     TableReader r = top.section("guidance");
     auto& g = c.guidance;
     g.schedule = r.get_string("schedule").value_or(g.schedule);
-    check_in(g.schedule, {std::string("none"), std::string("constant"), std::string("linear"), std::string("reverse")},
-             r, "schedule");
-    g.w = r.get_double("w").value_or(g.w);
-    g.w_max = r.get_double("w_max").value_or(g.w_max);
-    r.finish();
-    check(std::isfinite(g.w) && g.w >= 0, r, "w", "must be a finite number >= 0");
-    check(std::isfinite(g.w_max) && g.w_max >= 0, r, "w_max", "must be a finite number >= 0");
-    if (g.schedule != "none" && c.negatives.strategy == "none") {
-      throw ConfigError("config: " + path + ": guidance.schedule = \"" + g.schedule +
-                        "\" needs a negative condition, but negatives.strategy = \"none\"\n"
-                        "---> HINT: use guidance.schedule = \"none\" for the IDiff-Face baseline");
+    // The schedule's name, the keys it reads and their ranges are checked by the schedule
+    // (sampler::make_guidance_schedule); here they only have to be numbers.
+    for (const std::string& key : r.keys()) {
+      if (key != "schedule") g.params[key] = r.get_double(key).value_or(0.0);
     }
+    r.finish();
   }
   {
     TableReader r = top.section("sampler");
@@ -234,7 +228,6 @@ std::string to_toml(const RunConfig& c) {
                                 {"pool", c.negatives.pool},
                                 {"seed", c.negatives.seed},
                                 {"block_rows", c.negatives.block_rows}}},
-      {"guidance", toml::table{{"schedule", c.guidance.schedule}, {"w", c.guidance.w}, {"w_max", c.guidance.w_max}}},
       {"sampler", toml::table{{"kind", c.sampler.kind}, {"steps", c.sampler.steps}, {"eta", c.sampler.eta}}},
       {"run", toml::table{{"batch_size", c.run.batch_size},
                           {"seed", c.run.seed},
@@ -249,6 +242,9 @@ std::string to_toml(const RunConfig& c) {
                              {"store_latents", c.output.store_latents},
                              {"file_locking", c.output.file_locking}}},
   };
+  toml::table guidance{{"schedule", c.guidance.schedule}};
+  for (const auto& [key, value] : c.guidance.params) guidance.insert(key, value);
+  t.insert("guidance", std::move(guidance));
   if (c.model.kind == "torchscript") {
     auto* m = t["model"].as_table();
     m->insert("latent_channels", c.model.latent_channels);

@@ -2,6 +2,7 @@
 // The run configuration of adaptdiff-sample (one TOML file; see configs/quickstart.toml and README.md).
 // Names of existing keys never change: scripts and users depend on them.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,9 +38,10 @@ struct NegativesSection {
 };
 
 struct GuidanceSection {
-  std::string schedule = "linear";  ///< none | constant | linear | reverse
-  double w = 0.5;                   ///< constant
-  double w_max = 1.0;               ///< linear / reverse
+  std::string schedule = "linear";  ///< a name of sampler::guidance_schedule_names() (none, constant, linear, ...)
+  /// The other keys of [guidance] (w, w_max, t_start, ...): finite numbers >= 0. Which ones a schedule reads,
+  /// their defaults and further checks belong to the schedule (sampler/guidance.hpp).
+  std::map<std::string, double> params;
 };
 
 struct SamplerSection {

@@ -30,6 +30,12 @@ std::string TableReader::where(const std::string& key) const {
 
 bool TableReader::has(const std::string& key) const { return table_->contains(key); }
 
+std::vector<std::string> TableReader::keys() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : *table_) out.emplace_back(k.str());
+  return out;
+}
+
 const toml::node* TableReader::node(const std::string& key) {
   used_.insert(key);
   return table_->get(key);

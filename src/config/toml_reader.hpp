@@ -20,6 +20,8 @@ class TableReader {
   TableReader(const toml::table& table, std::string file, std::string prefix);
 
   bool has(const std::string& key) const;
+  /// Every key of this table, in the file's order of the TOML library (sorted).
+  std::vector<std::string> keys() const;
 
   /// Sub-table `key` (a [section]); an absent section reads as an empty table. Call finish() on the
   /// returned reader too. Throws ConfigError when `key` exists but is not a table.

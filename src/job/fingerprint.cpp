@@ -30,7 +30,8 @@ std::string number(double v) {
 /// Root attributes of the output: resolved config, file hashes, version, and the fingerprint -- one
 /// attribute per part of everything that changes the samples (compared on resume).
 std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, const io::ContextSource& ids,
-                                                  const io::ContextSource* pool, const ModelBundle& mb) {
+                                                  const io::ContextSource* pool, const ModelBundle& mb,
+                                                  const sampler::GuidanceSchedule& guidance) {
   std::map<std::string, std::string> a;
   a["adaptdiff_version"] = kVersion;
   a[kLayoutVersion] = kLayoutVersionValue;
@@ -57,9 +58,7 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
   a["fingerprint.model"] = model;
   a["fingerprint.sampler"] = "kind=" + cfg.sampler.kind + ";steps=" + std::to_string(cfg.sampler.steps) +
                              (cfg.sampler.kind == "ddim" ? ";eta=" + number(cfg.sampler.eta) : "");
-  const auto& g = cfg.guidance;
-  a["fingerprint.guidance"] = "schedule=" + g.schedule + (g.schedule == "constant" ? ";w=" + number(g.w) : "") +
-                              (g.schedule == "linear" || g.schedule == "reverse" ? ";w_max=" + number(g.w_max) : "");
+  a["fingerprint.guidance"] = guidance.fingerprint();
   a["fingerprint.negatives"] = "strategy=" + cfg.negatives.strategy +
                                (pool != nullptr && cfg.negatives.strategy != "zero" && cfg.negatives.strategy != "none"
                                     ? ";pool=" + source_identity(*pool)

@@ -8,6 +8,7 @@
 #include "config/run_config.hpp"
 #include "io/identities.hpp"
 #include "job/model_bundle.hpp"
+#include "sampler/guidance.hpp"
 
 namespace adaptdiff::dist {
 class Comm;
@@ -24,10 +25,11 @@ inline constexpr const char* kComputeBatchSize = "compute_batch_size";
 
 /// Root attributes of the output: resolved config (`config_toml`), file hashes (`sha256_*`), versions, and
 /// the fingerprint (`fingerprint.model`, `.sampler`, `.guidance`, `.negatives`, `.identities`, `.seed`,
-/// `.image`). `pool` is null when the negatives come from the identity set. Reads and hashes every input
-/// file once (IoError when one is unreadable).
+/// `.image`; `.guidance` is the schedule's own fingerprint()). `pool` is null when the negatives come from the
+/// identity set. Reads and hashes every input file once (IoError when one is unreadable).
 std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, const io::ContextSource& ids,
-                                                  const io::ContextSource* pool, const ModelBundle& mb);
+                                                  const io::ContextSource* pool, const ModelBundle& mb,
+                                                  const sampler::GuidanceSchedule& guidance);
 
 /// Root's map on every rank (COLLECTIVE).
 std::map<std::string, std::string> bcast_map(const dist::Comm& comm, const std::map<std::string, std::string>& m);

@@ -53,6 +53,19 @@ sampler::SamplerSpec sampler_spec(const config::RunConfig& cfg) {
   return {sampler::parse_sampler_kind(cfg.sampler.kind), cfg.sampler.steps, cfg.sampler.eta};
 }
 
+/// The guidance schedule of `cfg`; it must have a negative condition when it guides. Rank 0 warns about
+/// [guidance] keys the schedule does not read. Throws ConfigError.
+std::unique_ptr<sampler::GuidanceSchedule> make_guidance(const config::RunConfig& cfg, negatives::Strategy strategy,
+                                                         bool root) {
+  std::vector<std::string> unused;
+  auto guidance = sampler::make_guidance_schedule(cfg.guidance.schedule, cfg.guidance.params, &unused);
+  sampler::check_has_negative(*guidance, strategy != negatives::Strategy::kNone);
+  for (const auto& key : unused) {
+    if (root) log::warn("guidance.{} is not read by schedule '{}'", key, guidance->name());
+  }
+  return guidance;
+}
+
 /// Whether the run starts a new output or resumes one, and the compute batch size that follows.
 struct OutputDecision {
   bool exists = false;
@@ -176,12 +189,14 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   // ---- inputs and model, validated before any expensive work --------------------------------------------
   Sources sources;
   agree(comm, "identities", [&] { sources = validate_sources(cfg); });
+  std::unique_ptr<sampler::GuidanceSchedule> guidance;
+  agree(comm, "guidance", [&] { guidance = make_guidance(cfg, sources.strategy, root); });
   ModelBundle mb;
   agree(comm, "model", [&] { mb = load_model(cfg, device); });
-  const auto guidance = sampler::make_guidance_schedule(cfg.guidance.schedule, cfg.guidance.w, cfg.guidance.w_max);
   sampler::SamplerSpec spec;
   std::vector<int64_t> timesteps;
   agree(comm, "sampler", [&] {
+    guidance->check(mb.schedule.T);
     spec = sampler_spec(cfg);
     timesteps = sampler::timesteps(spec, mb.schedule.T);
   });
@@ -195,7 +210,10 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   // ---- the run's identity (rank 0 hashes each file once) and its output file ------------------------------
   std::map<std::string, std::string> attrs;
   agree(comm, "fingerprint", [&] {
-    if (root) attrs = run_attributes(cfg, sources.identities, sources.pool_is_identity_set ? nullptr : &sources.pool, mb);
+    if (root) {
+      attrs = run_attributes(cfg, sources.identities, sources.pool_is_identity_set ? nullptr : &sources.pool, mb,
+                             *guidance);
+    }
   });
   attrs = bcast_map(comm, attrs);
   RunLock lock;

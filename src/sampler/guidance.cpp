@@ -1,51 +1,94 @@
 #include "sampler/guidance.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <set>
+#include <sstream>
 
 #include "core/error.hpp"
 
 namespace adaptdiff::sampler {
 
 namespace {
-struct Entry {
-  const char* name;
-  std::unique_ptr<GuidanceSchedule> (*make)(double w, double w_max);
-};
-// The registry: one row per schedule.
-const Entry kSchedules[] = {
-    {"none", [](double, double) -> std::unique_ptr<GuidanceSchedule> { return std::make_unique<NoGuidance>(); }},
-    {"constant",
-     [](double w, double) -> std::unique_ptr<GuidanceSchedule> { return std::make_unique<ConstantGuidance>(w); }},
-    {"linear",
-     [](double, double wm) -> std::unique_ptr<GuidanceSchedule> { return std::make_unique<LinearGuidance>(wm); }},
-    {"reverse",
-     [](double, double wm) -> std::unique_ptr<GuidanceSchedule> { return std::make_unique<ReverseGuidance>(wm); }},
-};
+std::string number(double v) {
+  std::ostringstream os;
+  os.precision(17);
+  os << v;
+  return os.str();
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
 }  // namespace
 
-std::vector<std::string> guidance_schedule_names() {
-  std::vector<std::string> out;
-  for (const auto& e : kSchedules) out.emplace_back(e.name);
+GuidanceSchedule::GuidanceSchedule(std::string name, std::vector<std::pair<std::string, double>> params)
+    : name_(std::move(name)), ordered_(std::move(params)), params_(ordered_.begin(), ordered_.end()) {}
+
+std::string GuidanceSchedule::fingerprint() const {
+  std::string out = "schedule=" + name_;
+  for (const auto& [key, value] : ordered_) out += ";" + key + "=" + number(value);
   return out;
 }
 
-std::unique_ptr<GuidanceSchedule> make_guidance_schedule(const std::string& name, double w, double w_max) {
-  if (!std::isfinite(w) || w < 0.0) throw ConfigError("guidance: w must be a finite number >= 0");
-  if (!std::isfinite(w_max) || w_max < 0.0) throw ConfigError("guidance: w_max must be a finite number >= 0");
-  for (const auto& e : kSchedules) {
-    if (name == e.name) return e.make(w, w_max);
+std::vector<std::string> guidance_schedule_names() {
+  std::vector<std::string> out;
+  for (const GuidanceEntry* e : guidance_table()) out.emplace_back(e->name);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::unique_ptr<GuidanceSchedule> make_guidance_schedule(const std::string& name, const GuidanceParams& given,
+                                                         std::vector<std::string>* unused) {
+  const GuidanceEntry* entry = nullptr;
+  std::set<std::string> known;  // keys some schedule reads
+  for (const GuidanceEntry* e : guidance_table()) {
+    if (name == e->name) entry = e;
+    for (const auto& k : e->keys) known.insert(k.name);
   }
-  std::string known;
-  for (const auto& n : guidance_schedule_names()) known += (known.empty() ? "" : ", ") + n;
-  throw ConfigError("guidance: unknown schedule '" + name + "' (known: " + known + ")");
+  if (entry == nullptr) {
+    throw ConfigError("guidance: unknown schedule '" + name + "' (known: " + joined(guidance_schedule_names()) + ")");
+  }
+  for (const auto& [key, value] : given) {
+    if (!std::isfinite(value) || value < 0.0) {
+      throw ConfigError("guidance: guidance." + key + " = " + number(value) + " must be a finite number >= 0");
+    }
+  }
+  std::vector<std::pair<std::string, double>> values;
+  for (const auto& k : entry->keys) {
+    const auto it = given.find(k.name);
+    if (it == given.end() && std::isnan(k.default_value)) {
+      throw ConfigError("guidance: schedule '" + name + "' needs guidance." + k.name);
+    }
+    values.emplace_back(k.name, it == given.end() ? k.default_value : it->second);
+  }
+  for (const auto& [key, value] : given) {
+    if (known.count(key) == 0) {
+      throw ConfigError("guidance: unknown key guidance." + key + " (schedules read: " +
+                        joined(std::vector<std::string>(known.begin(), known.end())) + ")");
+    }
+    const bool read = std::any_of(entry->keys.begin(), entry->keys.end(), [&](const GuidanceKey& k) { return key == k.name; });
+    if (!read && unused != nullptr) unused->push_back(key);
+  }
+  return entry->make(values);
+}
+
+std::unique_ptr<GuidanceSchedule> make_guidance_schedule(const std::string& name, double w, double w_max) {
+  return make_guidance_schedule(name, GuidanceParams{{"w", w}, {"w_max", w_max}});
+}
+
+void check_has_negative(const GuidanceSchedule& schedule, bool has_negative) {
+  if (has_negative || schedule.never_guides()) return;
+  throw ConfigError("guidance: schedule '" + schedule.name() +
+                    "' needs a negative condition, but there is none (negatives.strategy = \"none\")\n"
+                    "---> HINT: use guidance.schedule = \"none\" for the IDiff-Face baseline");
 }
 
 EpsFn guided_eps(DenoiseFn denoise, torch::Tensor context_pos, torch::Tensor context_neg,
                  const GuidanceSchedule& schedule, int64_t T, ForwardCounter* counter) {
-  if (!context_neg.defined() && !schedule.never_guides()) {
-    throw ConfigError("guidance: schedule '" + schedule.name() +
-                      "' needs a negative condition, but none was given (negatives.strategy = \"none\")");
-  }
+  check_has_negative(schedule, context_neg.defined());
   // The doubled context is built once per batch, not per step.
   torch::Tensor context_both;
   if (context_neg.defined()) context_both = torch::cat({context_pos, context_neg}, 0);

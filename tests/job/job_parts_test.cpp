@@ -59,7 +59,8 @@ std::map<std::string, std::string> attributes_of(const adaptdiff::config::RunCon
   io::ContextSource ids;
   ids.kind = io::ContextSource::kSyntheticUniform;
   ids.seed = static_cast<uint64_t>(cfg.identities.seed);
-  return job::run_attributes(cfg, ids, nullptr, mb);
+  const auto guidance = adaptdiff::sampler::make_guidance_schedule(cfg.guidance.schedule, cfg.guidance.params);
+  return job::run_attributes(cfg, ids, nullptr, mb, *guidance);
 }
 
 // The fingerprint keys whose values differ between a and b.

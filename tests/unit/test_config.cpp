@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "config/model_config.hpp"
 #include "config/run_config.hpp"
@@ -62,7 +63,8 @@ TEST_F(ConfigTest, DefaultsAndRelativePaths) {
   EXPECT_EQ(cfg.identities.source, "synthetic_uniform");
   EXPECT_EQ(cfg.run.batch_size, 50);
   EXPECT_EQ(cfg.sampler.steps, 1000);
-  EXPECT_DOUBLE_EQ(cfg.guidance.w_max, 1.0);
+  EXPECT_EQ(cfg.guidance.schedule, "linear");
+  EXPECT_TRUE(cfg.guidance.params.empty());  // the schedule fills in its defaults (sampler)
 }
 
 TEST_F(ConfigTest, HdfSourceKeepsDatasetSuffix) {
@@ -76,7 +78,7 @@ TEST_F(ConfigTest, OverridesAreTyped) {
                                     "output.path=\"sub/x.h5\"", "sampler.kind = ddim"});
   EXPECT_EQ(cfg.run.batch_size, 7);
   EXPECT_EQ(cfg.guidance.schedule, "constant");
-  EXPECT_DOUBLE_EQ(cfg.guidance.w, 0.25);
+  EXPECT_DOUBLE_EQ(cfg.guidance.params.at("w"), 0.25);
   EXPECT_EQ(cfg.output.path, (dir_ / "sub/x.h5").string());
   EXPECT_EQ(cfg.sampler.kind, "ddim");
 }
@@ -90,7 +92,6 @@ TEST_F(ConfigTest, UnknownKeysAreNamedWithLine) {
 TEST_F(ConfigTest, WrongTypesAndRangesNameTheKey) {
   expect_error(minimal() + "[run]\nbatch_size = \"8\"\n", {"run.batch_size", "integer"});
   expect_error(minimal() + "[run]\nbatch_size = 0\n", {"run.batch_size", ">= 1"});
-  expect_error(minimal() + "[guidance]\nw_max = -1.0\n", {"guidance.w_max"});
   expect_error(minimal() + "[negatives]\nstrategy = \"farthest\"\n", {"negatives.strategy", "farthest"});
   expect_error(minimal() + "[sampler]\nkind = \"ddpm\"\neta = 0.5\n", {"sampler.eta"});
   expect_error("[model]\narchitecture = \"m.toml\"\n[identities]\ncount = 1\nimages_per_identity = 1\n",
@@ -99,12 +100,13 @@ TEST_F(ConfigTest, WrongTypesAndRangesNameTheKey) {
                {"identities.count", "missing"});
 }
 
-TEST_F(ConfigTest, GuidanceNeedsANegative) {
-  expect_error(minimal() + "[negatives]\nstrategy = \"none\"\n", {"negatives.strategy", "none"});
-  // The baseline with no negative is fine.
-  const auto cfg = load_run_config(write("run.toml", minimal() + "[negatives]\nstrategy = \"none\"\n"
-                                                                 "[guidance]\nschedule = \"none\"\n"));
-  EXPECT_EQ(cfg.guidance.schedule, "none");
+TEST_F(ConfigTest, GuidanceKeysAreNumbersForTheSchedule) {
+  // [guidance] keys other than `schedule` are kept as numbers; the schedule decides what it reads.
+  const auto cfg = load_run_config(write("run.toml", minimal() + "[guidance]\nschedule = \"interval\"\nw = 2\n"
+                                                                 "t_start = 100\nt_end = 400.0\n"));
+  EXPECT_EQ(cfg.guidance.schedule, "interval");
+  EXPECT_EQ(cfg.guidance.params, (std::map<std::string, double>{{"w", 2.0}, {"t_start", 100.0}, {"t_end", 400.0}}));
+  expect_error(minimal() + "[guidance]\nw = \"high\"\n", {"guidance.w"});
 }
 
 TEST_F(ConfigTest, SyntaxErrorNamesFileAndLine) {

@@ -62,8 +62,65 @@ TEST(Guidance, WeightsFollowTheirFormulas) {
   EXPECT_DOUBLE_EQ(linear->weight(999, 1000), 0.002);  // weak at the first (noisiest) DDPM step
   EXPECT_TRUE(none->never_guides());
   EXPECT_FALSE(linear->never_guides());
-  EXPECT_THROW(s::make_guidance_schedule("cosine", 0.5, 1.0), adaptdiff::ConfigError);
+  EXPECT_THROW(s::make_guidance_schedule("bogus", 0.5, 1.0), adaptdiff::ConfigError);
   EXPECT_THROW(s::make_guidance_schedule("constant", std::nan(""), 1.0), adaptdiff::ConfigError);
+  EXPECT_THROW(s::make_guidance_schedule("linear", 0.5, -1.0), adaptdiff::ConfigError);
+}
+
+TEST(Guidance, CosineFollowsItsClosedForm) {
+  // Wang et al. 2024: w_i = w_max (1 - cos(pi (1 - i/T))) / 2, increasing from 0 (i = T) to w_max (i = 0).
+  const auto cosine = s::make_guidance_schedule("cosine", s::GuidanceParams{{"w_max", 1.5}});
+  const double pi = std::acos(-1.0);
+  double previous = -1.0;
+  for (int64_t i = 999; i >= 0; --i) {
+    const double w = cosine->weight(i, 1000);
+    EXPECT_NEAR(w, 1.5 * (1.0 - std::cos(pi * (1000 - i) / 1000.0)) / 2.0, 1e-15) << i;
+    EXPECT_GT(w, previous) << "not increasing at " << i;
+    previous = w;
+  }
+  EXPECT_DOUBLE_EQ(cosine->weight(0, 1000), 1.5);
+  EXPECT_DOUBLE_EQ(cosine->weight(500, 1000), 0.75);  // half way: (1 - cos(pi/2)) / 2 = 1/2
+  EXPECT_NEAR(cosine->weight(1000, 1000), 0.0, 1e-16);
+  EXPECT_EQ(cosine->fingerprint(), "schedule=cosine;w_max=1.5");
+  EXPECT_TRUE(s::make_guidance_schedule("cosine", s::GuidanceParams{{"w_max", 0.0}})->never_guides());
+}
+
+TEST(Guidance, IntervalGuidesOnlyInsideItsWindow) {
+  // Kynkaanniemi et al. 2024: w inside [t_start, t_end], 0 outside.
+  const auto interval =
+      s::make_guidance_schedule("interval", s::GuidanceParams{{"w", 2.0}, {"t_start", 200}, {"t_end", 600}});
+  for (int64_t i = 0; i < 1000; ++i) {
+    EXPECT_EQ(interval->weight(i, 1000), i >= 200 && i <= 600 ? 2.0 : 0.0) << i;
+  }
+  EXPECT_EQ(interval->fingerprint(), "schedule=interval;w=2;t_start=200;t_end=600");
+  EXPECT_NO_THROW(interval->check(1000));
+  EXPECT_THROW(interval->check(600), adaptdiff::ConfigError);  // t_end beyond the model's T - 1
+  // w defaults to 0.5; the window is required, whole and ordered.
+  EXPECT_EQ(s::make_guidance_schedule("interval", s::GuidanceParams{{"t_start", 1}, {"t_end", 1}})->weight(1, 10), 0.5);
+  EXPECT_THROW(s::make_guidance_schedule("interval", s::GuidanceParams{{"t_start", 1}}), adaptdiff::ConfigError);
+  EXPECT_THROW(s::make_guidance_schedule("interval", s::GuidanceParams{{"t_start", 5}, {"t_end", 4}}),
+               adaptdiff::ConfigError);
+  EXPECT_THROW(s::make_guidance_schedule("interval", s::GuidanceParams{{"t_start", 0.5}, {"t_end", 4}}),
+               adaptdiff::ConfigError);
+}
+
+TEST(Guidance, TableOfSchedulesKeysAndFingerprints) {
+  EXPECT_EQ(s::guidance_schedule_names(),
+            (std::vector<std::string>{"constant", "cosine", "interval", "linear", "none", "reverse"}));
+  // Each schedule reads its own keys (defaults filled in) and fingerprints exactly those.
+  EXPECT_EQ(s::make_guidance_schedule("linear", s::GuidanceParams{})->fingerprint(), "schedule=linear;w_max=1");
+  EXPECT_EQ(s::make_guidance_schedule("constant", s::GuidanceParams{})->fingerprint(), "schedule=constant;w=0.5");
+  EXPECT_EQ(s::make_guidance_schedule("none", s::GuidanceParams{})->fingerprint(), "schedule=none");
+  std::vector<std::string> unused;
+  const auto linear = s::make_guidance_schedule("linear", s::GuidanceParams{{"w", 0.3}, {"w_max", 2}}, &unused);
+  EXPECT_EQ(unused, std::vector<std::string>{"w"});
+  EXPECT_EQ(linear->param("w_max"), 2.0);
+  // A key no schedule reads is a typo.
+  EXPECT_THROW(s::make_guidance_schedule("linear", s::GuidanceParams{{"w_mx", 1}}), adaptdiff::ConfigError);
+  // A guiding schedule needs a negative condition; the baseline and w = 0 do not.
+  EXPECT_THROW(s::check_has_negative(*linear, false), adaptdiff::ConfigError);
+  EXPECT_NO_THROW(s::check_has_negative(*s::make_guidance_schedule("none", s::GuidanceParams{}), false));
+  EXPECT_NO_THROW(s::check_has_negative(*s::make_guidance_schedule("constant", 0.0, 0.0), false));
 }
 
 TEST(Ddim, TimestepsFollowUpstreamStride) {
@@ -136,9 +193,8 @@ class AffineDenoiser {
 // A guiding schedule (never_guides() is false) whose weight is 0 at one timestep and w elsewhere.
 class ZeroAtStep final : public s::GuidanceSchedule {
  public:
-  ZeroAtStep(int64_t zero_step, double w) : zero_step_(zero_step), w_(w) {}
+  ZeroAtStep(int64_t zero_step, double w) : s::GuidanceSchedule("zero-at-step", {}), zero_step_(zero_step), w_(w) {}
   double weight(int64_t i, int64_t) const override { return i == zero_step_ ? 0.0 : w_; }
-  std::string name() const override { return "zero-at-step"; }
 
  private:
   int64_t zero_step_;
