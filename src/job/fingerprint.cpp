@@ -8,6 +8,7 @@
 #include "dist/comm.hpp"
 #include "io/sha256.hpp"
 #include "io/store_reader.hpp"
+#include "negatives/strategy.hpp"
 
 namespace adaptdiff::job {
 
@@ -59,11 +60,9 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
   a["fingerprint.sampler"] = "kind=" + cfg.sampler.kind + ";steps=" + std::to_string(cfg.sampler.steps) +
                              (cfg.sampler.kind == "ddim" ? ";eta=" + number(cfg.sampler.eta) : "");
   a["fingerprint.guidance"] = guidance.fingerprint();
-  a["fingerprint.negatives"] = "strategy=" + cfg.negatives.strategy +
-                               (pool != nullptr && cfg.negatives.strategy != "zero" && cfg.negatives.strategy != "none"
-                                    ? ";pool=" + source_identity(*pool)
-                                    : "") +
-                               (cfg.negatives.strategy == "random" ? ";seed=" + std::to_string(cfg.negatives.seed) : "");
+  a["fingerprint.negatives"] = negatives::fingerprint(negatives::parse_strategy(cfg.negatives.strategy),
+                                                    static_cast<uint64_t>(cfg.negatives.seed),
+                                                    pool != nullptr ? source_identity(*pool) : std::string());
   const auto& id = cfg.identities;
   a["fingerprint.identities"] = "source=" + source_identity(ids) + ";count=" + std::to_string(id.count) +
                                 ";offset=" + std::to_string(id.offset) + ";images_per_identity=" +

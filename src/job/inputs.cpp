@@ -87,9 +87,12 @@ RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& 
   return r;
 }
 
-void touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
-                      const RankNegatives& negs, dist::Range touched, torch::Tensor& pos, torch::Tensor& neg) {
+TouchedContexts touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
+                                 const RankNegatives& negs, dist::Range touched) {
   const auto& idc = cfg.identities;
+  TouchedContexts out;
+  torch::Tensor& pos = out.pos;
+  torch::Tensor& neg = out.neg;
   dist::agree(comm, "contexts", [&] {
     if (touched.size() > 0) {
       pos = io::read_contexts(sources.identities, idc.offset + touched.begin, idc.offset + touched.end,
@@ -104,6 +107,7 @@ void touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, cons
                                  sources.pool_is_identity_set ? negs.my_contexts : negs.my_pool,
                                  negs.my_pool_span.begin, sources.pool_total);
   }
+  return out;
 }
 
 }  // namespace adaptdiff::job

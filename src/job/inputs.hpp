@@ -45,9 +45,14 @@ struct RankNegatives {
 RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
                                dist::Range my_ids);
 
-/// Contexts p+ and p- ([touched, D] float32 each; p- undefined for strategy none) of the identities
-/// `touched` (COLLECTIVE: p- rows come from whichever rank holds those pool rows).
-void touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
-                      const RankNegatives& negs, dist::Range touched, torch::Tensor& pos, torch::Tensor& neg);
+/// Contexts of the identities a rank's batches touch.
+struct TouchedContexts {
+  torch::Tensor pos;  ///< float32 [touched, D]: p+
+  torch::Tensor neg;  ///< float32 [touched, D]: p-; undefined for strategy none
+};
+
+/// The contexts of identities `touched` (COLLECTIVE: p- rows come from whichever rank holds those pool rows).
+TouchedContexts touched_contexts(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
+                                 const RankNegatives& negs, dist::Range touched);
 
 }  // namespace adaptdiff::job

@@ -242,7 +242,9 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   // ---- the batch pipeline in rounds -----------------------------------------------------------------------
   PipelineSetup setup{cfg, mb, *guidance, device, spec, out.batch_size, {}, {}, {}};
   setup.touched = touched_identities(plan, plan.rank_batches[static_cast<size_t>(comm.rank())]);
-  touched_contexts(comm, cfg, sources, negs, setup.touched, setup.pos_rows, setup.neg_rows);
+  TouchedContexts contexts = touched_contexts(comm, cfg, sources, negs, setup.touched);
+  setup.pos_rows = std::move(contexts.pos);
+  setup.neg_rows = std::move(contexts.neg);
   BatchPipeline pipeline(setup, *store);
   Progress progress(root, N * K, done_before, plan.rank_samples(comm.rank()), cfg.run.progress_interval);
   const RoundsResult rounds = run_rounds(comm, cfg, plan, pipeline, *store, progress);

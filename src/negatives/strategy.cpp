@@ -5,15 +5,27 @@
 namespace adaptdiff::negatives {
 namespace {
 
+/// The one table of strategies: name, whether it ranks by similarity, picks a pool row, reads negatives.seed.
 struct NamedStrategy {
   const char* name;
   Strategy strategy;
+  bool ranks;
+  bool picks_row;
+  bool seeded;
 };
 
 constexpr NamedStrategy kNames[] = {
-    {"far", Strategy::kFar},       {"close", Strategy::kClose}, {"median", Strategy::kMedian},
-    {"random", Strategy::kRandom}, {"zero", Strategy::kZero},   {"none", Strategy::kNone},
+    {"far", Strategy::kFar, true, true, false},         {"close", Strategy::kClose, true, true, false},
+    {"median", Strategy::kMedian, true, true, false},   {"random", Strategy::kRandom, false, true, true},
+    {"zero", Strategy::kZero, false, false, false},     {"none", Strategy::kNone, false, false, false},
 };
+
+const NamedStrategy& entry_of(Strategy strategy) {
+  for (const auto& entry : kNames) {
+    if (entry.strategy == strategy) return entry;
+  }
+  return kNames[0];  // unreachable: every enumerator has a row
+}
 
 }  // namespace
 
@@ -26,23 +38,20 @@ Strategy parse_strategy(const std::string& name) {
     if (!valid.empty()) valid += ", ";
     valid += entry.name;
   }
-  throw ConfigError("negatives::parse_strategy: unknown negative strategy \"" + name +
-                    "\"; expected one of: " + valid);
+  throw ConfigError("config: negatives.strategy = \"" + name + "\" is not a negative strategy; expected one of: " +
+                    valid);
 }
 
-const char* to_string(Strategy strategy) {
-  for (const auto& entry : kNames) {
-    if (entry.strategy == strategy) return entry.name;
-  }
-  return "unknown";
-}
+const char* to_string(Strategy strategy) { return entry_of(strategy).name; }
 
-bool uses_similarity_ranking(Strategy strategy) {
-  return strategy == Strategy::kFar || strategy == Strategy::kClose || strategy == Strategy::kMedian;
-}
+bool uses_similarity_ranking(Strategy strategy) { return entry_of(strategy).ranks; }
 
-bool picks_pool_row(Strategy strategy) {
-  return uses_similarity_ranking(strategy) || strategy == Strategy::kRandom;
+bool picks_pool_row(Strategy strategy) { return entry_of(strategy).picks_row; }
+
+std::string fingerprint(Strategy strategy, uint64_t seed, const std::string& pool) {
+  const NamedStrategy& e = entry_of(strategy);
+  return std::string("strategy=") + e.name + (e.picks_row && !pool.empty() ? ";pool=" + pool : "") +
+         (e.seeded ? ";seed=" + std::to_string(seed) : "");
 }
 
 }  // namespace adaptdiff::negatives

@@ -10,6 +10,7 @@
 //   none   : no negative at all (no pool row; index -1)
 // The exact definitions (similarity, ties, median position, random hash) are in similarity.hpp and
 // selection.hpp. Ref: NegFaceDiff sampler, see ../shared/docs/idiff-face-model.md ("Negative context").
+#include <cstdint>
 #include <string>
 
 namespace adaptdiff::negatives {
@@ -30,5 +31,10 @@ bool uses_similarity_ranking(Strategy strategy);
 /// True for the strategies that pick a row of the candidate pool (far, close, median, random);
 /// false for zero and none, whose negative index is always -1.
 bool picks_pool_row(Strategy strategy);
+
+/// The strategy's part of a run's fingerprint: "strategy=<name>", then ";pool=<pool>" when it picks pool rows
+/// and `pool` (an identity of a separate candidate file) is not empty, then ";seed=<seed>" when it reads
+/// negatives.seed (random).
+std::string fingerprint(Strategy strategy, uint64_t seed, const std::string& pool);
 
 }  // namespace adaptdiff::negatives

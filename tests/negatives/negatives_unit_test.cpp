@@ -50,6 +50,19 @@ TEST(NegativesStrategy, NamesRoundTripAndBadNameListsValidOnes) {
   EXPECT_THROW(neg::parse_strategy(""), ConfigError);
 }
 
+TEST(NegativesStrategy, FingerprintNamesWhatChangesTheChoice) {
+  // Only strategies that pick pool rows depend on a separate pool; only random reads the seed.
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kFar, 7, ""), "strategy=far");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kFar, 7, "abc"), "strategy=far;pool=abc");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kRandom, 7, ""), "strategy=random;seed=7");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kMedian, 7, "abc"), "strategy=median;pool=abc");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kZero, 7, "abc"), "strategy=zero");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kNone, 7, "abc"), "strategy=none");
+  EXPECT_TRUE(neg::picks_pool_row(neg::Strategy::kRandom));
+  EXPECT_FALSE(neg::uses_similarity_ranking(neg::Strategy::kRandom));
+  EXPECT_FALSE(neg::picks_pool_row(neg::Strategy::kZero));
+}
+
 TEST(NegativesRandom, SplitMix64MatchesReferenceOutputs) {
   // First outputs of the reference splitmix64.c with state 0.
   EXPECT_EQ(neg::splitmix64(0, 1), 0xE220A8397B1DCDAFULL);
