@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_flag("--rebatch", rebatch,
                "on resume, compute the remaining samples with run.batch_size instead of the batch size the output "
-               "was created with; they are then not byte-identical to an uninterrupted run (the file records it)");
+               "was created with; their bytes may then differ from an uninterrupted run (the file records it)");
   app.add_flag("--dry-run", dry_run, "validate everything, print the plan (ranks, shards, forwards, memory) and exit");
   app.set_version_flag("--version", std::string("adaptdiff-sample ") + adaptdiff::kVersion);
 

@@ -48,7 +48,7 @@ int print_status(const std::string& path, std::ostream& out, int ranges) {
     }
     out << fmt::format("  compute batch size: {}", file_batch);
     for (const auto& [b, count] : other) out << fmt::format("; {} sample(s) in batches of {} (--rebatch)", count, b);
-    out << (other.empty() ? " (every done sample)\n" : ": those are not byte-identical to an uninterrupted run\n");
+    out << (other.empty() ? " (every done sample)\n" : ": those may differ from an uninterrupted run in their last bits\n");
   }
   const bool complete = done == total;
   out << (complete ? "  status: complete\n" : "  status: incomplete; run the same command again to resume\n");
