@@ -2,432 +2,22 @@
 
 #include <caffe2/serialize/inline_container.h>
 
-#include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <map>
-#include <memory>
-#include <optional>
-#include <sstream>
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "model/pickle_machine.hpp"
 
 namespace adaptdiff::model {
 namespace {
 
-// ---- pickle values ------------------------------------------------------------------------------------------
+using pickle::describe;
+using pickle::Kind;
+using pickle::ValuePtr;
 
-/// Python objects the supported subset of pickle can produce.
-enum class Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kGlobal, kStorage, kTensor };
-
-const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::kNone: return "None";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kTuple: return "tuple";
-    case Kind::kList: return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kGlobal: return "global";
-    case Kind::kStorage: return "storage";
-    case Kind::kTensor: return "tensor";
-  }
-  return "?";
-}
-
-struct Value;
-using ValuePtr = std::shared_ptr<Value>;
-
-struct Value {
-  Kind kind = Kind::kNone;
-  bool b = false;
-  int64_t i = 0;
-  double f = 0.0;
-  std::string s;                                     // str; "module.name" for a global; storage record key
-  std::vector<ValuePtr> items;                       // tuple / list
-  std::vector<std::pair<ValuePtr, ValuePtr>> dict;   // dict entries in insertion order
-  torch::ScalarType dtype = torch::kFloat;           // storage element type
-  int64_t numel = 0;                                 // storage element count (from the persistent id)
-  torch::Tensor tensor;                              // rebuilt tensor
-
-  static ValuePtr make(Kind k) {
-    auto v = std::make_shared<Value>();
-    v->kind = k;
-    return v;
-  }
-};
-
-/// torch.<X>Storage global -> element type. Ref: torch/storage.py (typed legacy storage classes).
-std::optional<torch::ScalarType> storage_dtype(const std::string& global) {
-  static const std::map<std::string, torch::ScalarType> table = {
-      {"torch.FloatStorage", torch::kFloat},     {"torch.DoubleStorage", torch::kDouble},
-      {"torch.HalfStorage", torch::kHalf},       {"torch.BFloat16Storage", torch::kBFloat16},
-      {"torch.LongStorage", torch::kLong},       {"torch.IntStorage", torch::kInt},
-      {"torch.ShortStorage", torch::kShort},     {"torch.CharStorage", torch::kChar},
-      {"torch.ByteStorage", torch::kByte},       {"torch.BoolStorage", torch::kBool},
-  };
-  auto it = table.find(global);
-  if (it == table.end()) return std::nullopt;
-  return it->second;
-}
-
-// ---- the pickle machine -------------------------------------------------------------------------------------
-
-/// Runs the supported pickle subset over `data.pkl`; storages are fetched from `reader` lazily, one record per
-/// tensor, so the peak memory is the tensors plus one record.
-class Unpickler {
- public:
-  Unpickler(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader)
-      : path_(path), data_(pkl), reader_(reader) {}
-
-  ValuePtr run() {
-    while (true) {
-      if (pos_ >= data_.size()) fail("truncated pickle: no STOP opcode before the end of data.pkl");
-      op_pos_ = pos_;
-      const uint8_t op = static_cast<uint8_t>(data_[pos_++]);
-      switch (op) {
-        case 0x80: read_bytes(1); break;                             // PROTO
-        case 0x95: read_bytes(8); break;                             // FRAME (framing is only a hint)
-        case '}': push(Value::make(Kind::kDict)); break;             // EMPTY_DICT
-        case ']': push(Value::make(Kind::kList)); break;             // EMPTY_LIST
-        case ')': push(Value::make(Kind::kTuple)); break;            // EMPTY_TUPLE
-        case '(': marks_.push_back(stack_.size()); break;            // MARK
-        case 't': {                                                  // TUPLE
-          auto v = Value::make(Kind::kTuple);
-          v->items = pop_to_mark();
-          push(v);
-          break;
-        }
-        case 0x85: case 0x86: case 0x87: {                           // TUPLE1/2/3
-          const size_t n = op - 0x84;
-          need_stack(n);
-          auto v = Value::make(Kind::kTuple);
-          v->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
-          stack_.resize(stack_.size() - n);
-          push(v);
-          break;
-        }
-        case 'X': push_string(read_uint(4)); break;                  // BINUNICODE
-        case 0x8c: push_string(read_uint(1)); break;                 // SHORT_BINUNICODE
-        case 0x8d: push_string(read_uint(8)); break;                 // BINUNICODE8
-        case 'c': {                                                  // GLOBAL "module\nname\n"
-          const std::string module = read_line();
-          const std::string name = read_line();
-          push(make_global(module, name));
-          break;
-        }
-        case 0x93: {                                                 // STACK_GLOBAL
-          ValuePtr name = pop();
-          ValuePtr module = pop();
-          if (module->kind != Kind::kString || name->kind != Kind::kString)
-            fail("STACK_GLOBAL expects two strings");
-          push(make_global(module->s, name->s));
-          break;
-        }
-        case 'q': memo_put(read_uint(1)); break;                     // BINPUT
-        case 'r': memo_put(read_uint(4)); break;                     // LONG_BINPUT
-        case 0x94: memo_put(memo_.size()); break;                    // MEMOIZE
-        case 'h': push(memo_get(read_uint(1))); break;               // BINGET
-        case 'j': push(memo_get(read_uint(4))); break;               // LONG_BINGET
-        case 'J': push_int(static_cast<int32_t>(read_uint(4))); break;   // BININT (signed 32 bit)
-        case 'K': push_int(static_cast<int64_t>(read_uint(1))); break;   // BININT1
-        case 'M': push_int(static_cast<int64_t>(read_uint(2))); break;   // BININT2
-        case 0x8a: push_int(read_long1()); break;                    // LONG1
-        case 'G': {                                                  // BINFLOAT (big-endian double)
-          const std::string b = read_bytes(8);
-          uint64_t bits = 0;
-          for (char c : b) bits = (bits << 8) | static_cast<uint8_t>(c);
-          auto v = Value::make(Kind::kFloat);
-          std::memcpy(&v->f, &bits, sizeof bits);
-          push(v);
-          break;
-        }
-        case 0x88: case 0x89: {                                      // NEWTRUE / NEWFALSE
-          auto v = Value::make(Kind::kBool);
-          v->b = op == 0x88;
-          push(v);
-          break;
-        }
-        case 'N': push(Value::make(Kind::kNone)); break;             // NONE
-        case 'Q': push(persistent_load(pop())); break;               // BINPERSID
-        case 'R': {                                                  // REDUCE
-          ValuePtr args = pop();
-          ValuePtr callable = pop();
-          push(reduce(*callable, *args));
-          break;
-        }
-        case 'b': {                                                  // BUILD
-          ValuePtr state = pop();
-          need_stack(1);
-          // OrderedDict carries its `_metadata` (per-module version records) as BUILD state; not needed.
-          if (stack_.back()->kind != Kind::kDict)
-            fail(std::string("BUILD on a ") + kind_name(stack_.back()->kind) + " is not supported");
-          (void)state;
-          break;
-        }
-        case 's': {                                                  // SETITEM
-          ValuePtr value = pop();
-          ValuePtr key = pop();
-          dict_top()->dict.emplace_back(key, value);
-          break;
-        }
-        case 'u': {                                                  // SETITEMS
-          std::vector<ValuePtr> kv = pop_to_mark();
-          if (kv.size() % 2 != 0) fail("SETITEMS with an odd number of items");
-          Value* d = dict_top();
-          for (size_t k = 0; k < kv.size(); k += 2) d->dict.emplace_back(kv[k], kv[k + 1]);
-          break;
-        }
-        case 'a': {                                                  // APPEND
-          ValuePtr value = pop();
-          list_top()->items.push_back(value);
-          break;
-        }
-        case 'e': {                                                  // APPENDS
-          std::vector<ValuePtr> vs = pop_to_mark();
-          Value* l = list_top();
-          l->items.insert(l->items.end(), vs.begin(), vs.end());
-          break;
-        }
-        case '.': {                                                  // STOP
-          if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
-          return stack_.back();
-        }
-        default: {
-          std::ostringstream os;
-          os << "unsupported pickle opcode 0x" << std::hex << static_cast<int>(op);
-          if (op >= 0x20 && op < 0x7f) os << " ('" << static_cast<char>(op) << "')";
-          fail(os.str());
-        }
-      }
-    }
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw ModelError("read_state_dict: '" + path_ + "': data.pkl offset " + std::to_string(op_pos_) + ": " +
-                     what);
-  }
-
-  std::string read_bytes(uint64_t n) {
-    if (n > data_.size() - pos_) fail("truncated pickle (needs " + std::to_string(n) + " more bytes)");
-    std::string out = data_.substr(pos_, n);
-    pos_ += n;
-    return out;
-  }
-
-  /// Little-endian unsigned integer of `n` bytes.
-  uint64_t read_uint(int n) {
-    const std::string b = read_bytes(static_cast<uint64_t>(n));
-    uint64_t v = 0;
-    for (int k = n - 1; k >= 0; --k) v = (v << 8) | static_cast<uint8_t>(b[static_cast<size_t>(k)]);
-    return v;
-  }
-
-  /// LONG1: length byte + little-endian two's complement; only values that fit int64 are accepted.
-  int64_t read_long1() {
-    const uint64_t n = read_uint(1);
-    if (n > 8) fail("LONG1 integer of " + std::to_string(n) + " bytes does not fit int64");
-    if (n == 0) return 0;
-    const std::string b = read_bytes(n);
-    uint64_t v = 0;
-    for (int k = static_cast<int>(n) - 1; k >= 0; --k) v = (v << 8) | static_cast<uint8_t>(b[static_cast<size_t>(k)]);
-    if (n < 8 && (static_cast<uint8_t>(b[n - 1]) & 0x80)) v |= ~uint64_t{0} << (8 * n);  // sign-extend
-    return static_cast<int64_t>(v);
-  }
-
-  std::string read_line() {
-    const size_t end = data_.find('\n', pos_);
-    if (end == std::string::npos) fail("truncated pickle (GLOBAL without newline)");
-    std::string out = data_.substr(pos_, end - pos_);
-    pos_ = end + 1;
-    return out;
-  }
-
-  void push(ValuePtr v) { stack_.push_back(std::move(v)); }
-
-  void push_int(int64_t i) {
-    auto v = Value::make(Kind::kInt);
-    v->i = i;
-    push(v);
-  }
-
-  void push_string(uint64_t n) {
-    auto v = Value::make(Kind::kString);
-    v->s = read_bytes(n);
-    push(v);
-  }
-
-  void need_stack(size_t n) {
-    const size_t floor = marks_.empty() ? 0 : marks_.back();
-    if (stack_.size() < floor + n) fail("stack underflow");
-  }
-
-  ValuePtr pop() {
-    need_stack(1);
-    ValuePtr v = stack_.back();
-    stack_.pop_back();
-    return v;
-  }
-
-  std::vector<ValuePtr> pop_to_mark() {
-    if (marks_.empty()) fail("no MARK on the stack");
-    const size_t m = marks_.back();
-    marks_.pop_back();
-    std::vector<ValuePtr> out(stack_.begin() + static_cast<std::ptrdiff_t>(m), stack_.end());
-    stack_.resize(m);
-    return out;
-  }
-
-  Value* dict_top() {
-    need_stack(1);
-    if (stack_.back()->kind != Kind::kDict)
-      fail(std::string("SETITEM(S) on a ") + kind_name(stack_.back()->kind) + ", expected a dict");
-    return stack_.back().get();
-  }
-
-  Value* list_top() {
-    need_stack(1);
-    if (stack_.back()->kind != Kind::kList)
-      fail(std::string("APPEND(S) on a ") + kind_name(stack_.back()->kind) + ", expected a list");
-    return stack_.back().get();
-  }
-
-  void memo_put(uint64_t idx) {
-    need_stack(1);
-    memo_[idx] = stack_.back();
-  }
-
-  ValuePtr memo_get(uint64_t idx) {
-    auto it = memo_.find(idx);
-    if (it == memo_.end()) fail("memo key " + std::to_string(idx) + " not defined");
-    return it->second;
-  }
-
-  ValuePtr make_global(const std::string& module, const std::string& name) {
-    const std::string full = module + "." + name;
-    if (full != "collections.OrderedDict" && full != "torch._utils._rebuild_tensor_v2" &&
-        full != "torch._utils._rebuild_parameter" && full != "torch.jit._pickle.restore_type_tag" &&
-        !storage_dtype(full)) {
-      fail("unsupported global '" + full +
-           "' (only OrderedDict, _rebuild_tensor_v2, _rebuild_parameter, restore_type_tag and torch.*Storage "
-           "are understood)");
-    }
-    auto v = Value::make(Kind::kGlobal);
-    v->s = full;
-    return v;
-  }
-
-  /// ('storage', torch.<T>Storage, key, location, numel) -> lazy storage reference.
-  ValuePtr persistent_load(const ValuePtr& pid) {
-    const auto& it = pid->items;
-    if (pid->kind != Kind::kTuple || it.size() != 5 || it[0]->kind != Kind::kString || it[0]->s != "storage" ||
-        it[1]->kind != Kind::kGlobal || it[2]->kind != Kind::kString || it[4]->kind != Kind::kInt) {
-      fail("unsupported persistent id (expected ('storage', torch.<T>Storage, key, location, numel))");
-    }
-    auto dtype = storage_dtype(it[1]->s);
-    if (!dtype) fail("persistent id names '" + it[1]->s + "', not a torch.<T>Storage class");
-    auto v = Value::make(Kind::kStorage);
-    v->dtype = *dtype;
-    v->s = it[2]->s;
-    v->numel = it[4]->i;
-    if (v->numel < 0) fail("negative storage size");
-    return v;
-  }
-
-  std::vector<int64_t> int_tuple(const Value& v, const char* what) {
-    if (v.kind != Kind::kTuple) fail(std::string("_rebuild_tensor_v2: ") + what + " is a " + kind_name(v.kind));
-    std::vector<int64_t> out;
-    for (const auto& e : v.items) {
-      if (e->kind != Kind::kInt) fail(std::string("_rebuild_tensor_v2: non-integer entry in ") + what);
-      out.push_back(e->i);
-    }
-    return out;
-  }
-
-  /// torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata]).
-  /// Ref: torch/_utils.py. The result is copied out of the record into its own contiguous buffer.
-  torch::Tensor rebuild_tensor(const Value& args) {
-    const auto& a = args.items;
-    if (a.size() < 6 || a.size() > 7 || a[0]->kind != Kind::kStorage || a[1]->kind != Kind::kInt)
-      fail("_rebuild_tensor_v2: unexpected arguments (expected storage, offset, size, stride, ...)");
-    const Value& st = *a[0];
-    const int64_t offset = a[1]->i;
-    const std::vector<int64_t> size = int_tuple(*a[2], "size");
-    const std::vector<int64_t> stride = int_tuple(*a[3], "stride");
-    if (size.size() != stride.size()) fail("_rebuild_tensor_v2: size and stride differ in length");
-
-    int64_t last = offset;  // highest element index touched
-    bool empty = false;
-    for (size_t d = 0; d < size.size(); ++d) {
-      if (size[d] < 0 || stride[d] < 0) fail("_rebuild_tensor_v2: negative size or stride");
-      if (size[d] == 0) empty = true;
-      last += (size[d] - 1) * stride[d];
-    }
-    if (empty) return torch::empty(size, torch::TensorOptions().dtype(st.dtype));
-    if (offset < 0 || last >= st.numel)
-      fail("tensor view (offset " + std::to_string(offset) + ", last element " + std::to_string(last) +
-           ") exceeds its storage of " + std::to_string(st.numel) + " elements");
-
-    const std::string record = "data/" + st.s;
-    if (!reader_.hasRecord(record)) fail("storage record '" + record + "' is missing from the archive");
-    at::DataPtr ptr;
-    size_t nbytes = 0;
-    std::tie(ptr, nbytes) = reader_.getRecord(record);
-    const size_t elem = c10::elementSize(st.dtype);
-    if (nbytes < static_cast<size_t>(st.numel) * elem)
-      fail("storage record '" + record + "' holds " + std::to_string(nbytes) + " bytes, expected " +
-           std::to_string(static_cast<size_t>(st.numel) * elem));
-    torch::Tensor storage = torch::from_blob(ptr.get(), {st.numel}, torch::TensorOptions().dtype(st.dtype));
-    return storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
-  }
-
-  ValuePtr reduce(const Value& callable, const Value& args) {
-    if (callable.kind != Kind::kGlobal) fail(std::string("REDUCE on a ") + kind_name(callable.kind));
-    if (args.kind != Kind::kTuple) fail("REDUCE arguments are not a tuple");
-    if (callable.s == "collections.OrderedDict") {
-      if (!args.items.empty()) fail("OrderedDict(...) with constructor arguments is not supported");
-      return Value::make(Kind::kDict);
-    }
-    if (callable.s == "torch._utils._rebuild_tensor_v2") {
-      auto v = Value::make(Kind::kTensor);
-      v->tensor = rebuild_tensor(args);
-      return v;
-    }
-    if (callable.s == "torch._utils._rebuild_parameter") {  // Parameter(data, requires_grad, hooks)
-      if (args.items.empty() || args.items[0]->kind != Kind::kTensor) fail("_rebuild_parameter without a tensor");
-      return args.items[0];
-    }
-    if (callable.s == "torch.jit._pickle.restore_type_tag") {  // (value, "Dict[str, Tensor]") from LibTorch
-      if (args.items.size() != 2) fail("restore_type_tag expects (value, type string)");
-      return args.items[0];
-    }
-    fail("cannot call '" + callable.s + "'");
-  }
-
-  std::string path_;
-  const std::string& data_;
-  caffe2::serialize::PyTorchStreamReader& reader_;
-  size_t pos_ = 0;
-  size_t op_pos_ = 0;
-  std::vector<ValuePtr> stack_;
-  std::vector<size_t> marks_;
-  std::unordered_map<uint64_t, ValuePtr> memo_;
-};
-
-std::string describe(const Value& v) {
-  std::string out = kind_name(v.kind);
-  if (v.kind == Kind::kString) out += " '" + v.s + "'";
-  if (v.kind == Kind::kGlobal) out += " " + v.s;
-  return out;
-}
-
-}  // namespace
-
-StateDict read_state_dict(const std::string& path) {
+/// The pickled root dict of a torch.save archive as (name, tensor) pairs in file order; `int_keys` also accepts
+/// integer keys (as decimal text). NumPy array values are converted like tensors.
+StateDict read_dict(const std::string& path, bool int_keys) {
   const std::string where = "read_state_dict: '" + path + "'";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
@@ -449,7 +39,7 @@ StateDict read_state_dict(const std::string& path) {
     const std::string pkl(static_cast<const char*>(pkl_ptr.get()), pkl_size);
     pkl_ptr.clear();
 
-    ValuePtr root = Unpickler(path, pkl, reader).run();
+    ValuePtr root = pickle::unpickle(path, pkl, reader);
     if (root->kind != Kind::kDict)
       throw ModelError(where + ": the pickle root is a " + describe(*root) + ", expected a dict of name -> tensor");
 
@@ -457,16 +47,18 @@ StateDict read_state_dict(const std::string& path) {
     out.reserve(root->dict.size());
     std::unordered_map<std::string, size_t> index;
     for (const auto& [k, v] : root->dict) {
-      if (k->kind != Kind::kString)
-        throw ModelError(where + ": the root dict has a key of type " + describe(*k) + ", expected str");
+      if (k->kind != Kind::kString && !(int_keys && k->kind == Kind::kInt))
+        throw ModelError(where + ": the root dict has a key of type " + describe(*k) + ", expected str" +
+                         (int_keys ? " or int" : ""));
+      const std::string key = k->kind == Kind::kInt ? std::to_string(k->i) : k->s;
       if (v->kind != Kind::kTensor)
-        throw ModelError(where + ": entry '" + k->s + "' is a " + describe(*v) + ", expected a tensor");
-      auto it = index.find(k->s);
+        throw ModelError(where + ": entry '" + key + "' is a " + describe(*v) + ", expected a tensor or array");
+      auto it = index.find(key);
       if (it != index.end()) {  // Python dict semantics: a later SETITEM replaces the value in place
         out[it->second].second = v->tensor;
       } else {
-        index.emplace(k->s, out.size());
-        out.emplace_back(k->s, v->tensor);
+        index.emplace(key, out.size());
+        out.emplace_back(key, v->tensor);
       }
     }
     return out;
@@ -478,5 +70,11 @@ StateDict read_state_dict(const std::string& path) {
     throw ModelError(where + ": not a readable PyTorch zip checkpoint (" + e.what() + ")");
   }
 }
+
+}  // namespace
+
+StateDict read_state_dict(const std::string& path) { return read_dict(path, /*int_keys=*/false); }
+
+StateDict read_array_dict(const std::string& path) { return read_dict(path, /*int_keys=*/true); }
 
 }  // namespace adaptdiff::model

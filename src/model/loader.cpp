@@ -11,7 +11,9 @@
 #include <unordered_set>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "model/decoder.hpp"
+#include "model/state_dict_keys.hpp"
 #include "model/tensor_text.hpp"
 #include "model/unet.hpp"
 
@@ -219,6 +221,16 @@ std::string model_file_text(const config::ModelConfig& cfg) {
   return cfg.path.empty() ? std::string("the model description") : "'" + cfg.path + "'";
 }
 
+/// read_state_dict() and strip_wrapper_prefix(), saying in the log when a prefix was removed.
+StateDict read_unwrapped_state_dict(const std::string& path) {
+  StateDict sd = read_state_dict(path);
+  const std::string removed = strip_wrapper_prefix(sd);
+  if (!removed.empty())
+    log::info("'{}': every key started with '{}' (a training wrapper's prefix); removed it from all {} keys", path,
+              removed, sd.size());
+  return sd;
+}
+
 }  // namespace
 
 // ---- public API ---------------------------------------------------------------------------------------------
@@ -265,22 +277,22 @@ void load_strict(torch::nn::Module& module, const StateDict& dict, const std::st
     if (!known.count(key)) unexpected.push_back(key + " " + (value.defined() ? entry_text(value) : std::string("?")));
 
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty() || !duplicates.empty()) {
-    std::ostringstream os;
-    os << "load_strict(" << what << "): the state dict does not match the model (" << missing.size()
-       << " missing, " << unexpected.size() << " unexpected, " << mismatched.size() << " shape/dtype mismatch"
-       << (duplicates.empty() ? "" : ", " + std::to_string(duplicates.size()) + " duplicated") << "; model has "
-       << expected.size() << " entries, file " << dict.size() << ")";
-    auto list = [&os](const char* title, const std::vector<std::string>& items) {
-      if (items.empty()) return;
-      os << "\n  " << title << " (" << items.size() << "):";
-      for (const auto& s : items) os << "\n    " << s;
-    };
-    list("missing keys", missing);
-    list("unexpected keys", unexpected);
-    list("shape/dtype mismatches", mismatched);
-    list("duplicated keys", duplicates);
-    if (!hint.empty()) os << "\n---> HINT: " << hint;
-    throw ModelError(os.str());
+    std::vector<std::string> expected_keys;
+    for (const auto& entry : expected) expected_keys.push_back(entry.first);
+    const std::string diagnosis = diagnose_key_prefix(dict, expected_keys);
+    std::string msg = "load_strict(" + what + "): " + (diagnosis.empty() ? "" : diagnosis + "; ") +
+                      "the state dict does not match the model (" + std::to_string(missing.size()) + " missing, " +
+                      std::to_string(unexpected.size()) + " unexpected, " + std::to_string(mismatched.size()) +
+                      " shape/dtype mismatch" +
+                      (duplicates.empty() ? "" : ", " + std::to_string(duplicates.size()) + " duplicated") +
+                      "; model has " + std::to_string(expected.size()) + " entries, file " +
+                      std::to_string(dict.size()) + ")";
+    append_key_list(msg, "missing keys", missing);
+    append_key_list(msg, "unexpected keys", unexpected);
+    append_key_list(msg, "shape/dtype mismatches", mismatched);
+    append_key_list(msg, "duplicated keys", duplicates);
+    if (!hint.empty()) msg += "\n---> HINT: " + hint;
+    throw ModelError(msg);
   }
 
   torch::NoGradGuard no_grad;
@@ -289,7 +301,7 @@ void load_strict(torch::nn::Module& module, const StateDict& dict, const std::st
 
 std::shared_ptr<Denoiser> load_idiff_face_unet(const config::ModelConfig& cfg, const std::string& ckpt_path,
                                                torch::Device device, StateDict* schedule_buffers_out) {
-  StateDict sd = read_state_dict(ckpt_path);
+  StateDict sd = read_unwrapped_state_dict(ckpt_path);
   ConditionalUNet net{nullptr};
   {
     GlobalRngRestore keep_rng;
@@ -327,7 +339,7 @@ std::shared_ptr<LatentDecoder> load_vq_decoder(const config::ModelConfig& cfg, c
 }
 
 VQDecoder load_vq_decoder_module(const config::ModelConfig& cfg, const std::string& path) {
-  StateDict sd = read_state_dict(path);
+  StateDict sd = read_unwrapped_state_dict(path);
   VQDecoder net{nullptr};
   {
     GlobalRngRestore keep_rng;

@@ -43,15 +43,17 @@ const std::vector<std::string>& schedule_buffer_names();
 
 /// Strictly loads `dict` into `module` (parameters and buffers, recursively, by dotted name).
 /// Collects every missing key, unexpected key, and shape/dtype mismatch (expected vs found) and throws ONE
-/// ModelError "load_strict(<what>): ..." listing all of them, followed by "---> HINT: <hint>" when `hint` is
-/// non-empty. Nothing is copied unless everything matches; values are copied into the existing parameters
+/// ModelError "load_strict(<what>): ..." that starts with a one-line diagnosis when most keys share a prefix the
+/// model does not have (diagnose_key_prefix), then lists them (at most 24 per kind, with the count of the rest),
+/// followed by "---> HINT: <hint>" when `hint` is non-empty. Nothing is copied unless everything matches; values are copied into the existing parameters
 /// (device conversion included, dtype must match exactly).
 void load_strict(torch::nn::Module& module, const StateDict& dict, const std::string& what,
                  const std::string& hint = "");
 
 /// Builds the ConditionalUNet of `cfg.unet` on `device` and loads `ckpt_path`: either the upstream DDPM-wrapper
 /// checkpoint (`eps_model.*` + the 8 schedule buffers, all required) or a bare UNet state dict without the
-/// prefix. The schedule buffers (CPU float32 [T], file order) are returned through `schedule_buffers_out` when
+/// prefix. A prefix that a training wrapper put on every key ("module.", "_forward_module.", "model."; see
+/// strip_wrapper_prefix) is removed first and the log says so. The schedule buffers (CPU float32 [T], file order) are returned through `schedule_buffers_out` when
 /// given (left empty for a bare dict); they are not part of the network.
 /// Throws ModelError (file unreadable, or one message listing all key/shape/dtype problems with a hint naming
 /// the model file).

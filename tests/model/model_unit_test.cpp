@@ -26,31 +26,10 @@ namespace adaptdiff::model {
 namespace {
 
 using test::max_abs;
+using test::kTinyModel;
+using test::module_state;
 using test::TempFile;
-
-// The tiny architecture of the golden set, inline so that these tests do not depend on shared files.
-const char* kTinyModel = R"(
-[unet]
-input_channels = 3
-initial_channels = 32
-channel_multipliers = [1, 2]
-is_attention = [false, true]
-attention_heads = -1
-attention_head_channels = 16
-n_blocks_per_resolution = 1
-condition_type = "CA"
-context_input_channels = 512
-context_channels = 64
-[diffusion]
-T = 1000
-latent_height = 16
-latent_width = 16
-[decoder]
-ch = 32
-ch_mult = [1, 2]
-num_res_blocks = 1
-resolution = 32
-)";
+using test::write_with_libtorch;
 
 config::ModelConfig tiny_config() { return config::parse_model_config(kTinyModel, "inline-tiny.toml"); }
 
@@ -69,21 +48,6 @@ std::string expect_model_error(Fn fn, std::initializer_list<std::string> parts) 
   }
   ADD_FAILURE() << "expected ModelError, nothing was thrown";
   return "";
-}
-
-/// Writes a state dict with LibTorch's own torch.save-compatible writer (a plain Dict[str, Tensor] root).
-void write_with_libtorch(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& items) {
-  c10::Dict<std::string, at::Tensor> d;
-  for (const auto& [k, v] : items) d.insert(k, v);
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(d));
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-StateDict module_state(torch::nn::Module& m, const std::string& prefix = "") {
-  StateDict sd;
-  for (const auto& p : m.named_parameters(true)) sd.emplace_back(prefix + p.key(), p.value().detach().clone());
-  return sd;
 }
 
 // ---- hand-assembled pickles ---------------------------------------------------------------------------------
@@ -304,15 +268,7 @@ TEST(Loader, BareAndWrapperDictsLoadAndGiveTheSameEps) {
   }
   EXPECT_EQ(from_bare->context_dim(), 512);
 
-  torch::manual_seed(5);
-  const torch::Tensor x = torch::randn({2, 3, 16, 16});
-  const torch::Tensor t = torch::tensor({3, 700}, torch::kLong);
-  const torch::Tensor c = torch::randn({2, 512});
-  torch::Tensor ref;
-  {
-    torch::NoGradGuard g;
-    ref = net->forward(x, t, c);
-  }
+  const auto [x, t, c, ref] = test::forward_case(net, 5, 3, 700);
   // Same weights, same CPU kernels: bitwise equal.
   EXPECT_TRUE(torch::equal(from_bare->eps(x, t, c), ref));
   EXPECT_TRUE(torch::equal(from_wrapped->eps(x, t, c), ref));
