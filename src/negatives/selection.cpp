@@ -87,30 +87,22 @@ Selection finish_best(const Best& best) {
   return out;
 }
 
-Selection select_median(const torch::Tensor& rows, int64_t query_offset, bool exclude_self) {
+Selection select_median(const torch::Tensor& rows) {
   check_sim_matrix(rows, "negatives::select_median");
   const torch::Tensor full = rows.contiguous();
   const int64_t nq = full.size(0);
   const int64_t n = full.size(1);
+  if (n < 1) throw InputError("negatives::select_median: the rows hold no pool row");
   Selection out;
   out.negative_index = torch::empty({nq}, torch::TensorOptions().dtype(torch::kLong));
   out.negative_similarity = torch::empty({nq}, torch::TensorOptions().dtype(torch::kFloat));
   int64_t* out_index = out.negative_index.data_ptr<int64_t>();
   float* out_sim = out.negative_similarity.data_ptr<float>();
   const float* s = full.data_ptr<float>();
-  std::vector<std::pair<float, int64_t>> ranked;
-  ranked.reserve(static_cast<size_t>(n));
+  std::vector<std::pair<float, int64_t>> ranked(static_cast<size_t>(n));
+  const auto position = static_cast<std::ptrdiff_t>(n / 2);
   for (int64_t a = 0; a < nq; ++a) {
-    const int64_t self = exclude_self ? query_offset + a : -1;
-    ranked.clear();
-    for (int64_t j = 0; j < n; ++j) {
-      if (j != self) ranked.emplace_back(s[a * n + j], j);
-    }
-    if (ranked.empty()) {
-      throw InputError("negatives::select_median: query " + std::to_string(query_offset + a) +
-                       " has no candidate in a pool of " + std::to_string(n));
-    }
-    const auto position = static_cast<std::ptrdiff_t>((ranked.size() - 1) / 2);
+    for (int64_t j = 0; j < n; ++j) ranked[static_cast<size_t>(j)] = {s[a * n + j], j};
     // std::pair orders by (sim ascending, index ascending); all sims are finite (normalize_rows checks).
     std::nth_element(ranked.begin(), ranked.begin() + position, ranked.end());
     out_sim[a] = ranked[static_cast<size_t>(position)].first;
@@ -124,6 +116,14 @@ uint64_t splitmix64(uint64_t seed, uint64_t k) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
+}
+
+int64_t previous_negative_index(int64_t identity, int64_t pool_size) {
+  if (pool_size < 1 || identity < 0) {
+    throw InputError("negatives::previous_negative_index: identity " + std::to_string(identity) +
+                     " has no previous row in a pool of " + std::to_string(pool_size));
+  }
+  return (identity % pool_size + pool_size - 1) % pool_size;
 }
 
 int64_t candidate_count(int64_t pool_size, bool pool_is_identity_set) {
@@ -194,10 +194,14 @@ SelectionAccumulator::SelectionAccumulator(Strategy strategy, torch::Tensor q_ha
     case Strategy::kMedian:
       rows_ = torch::empty({nq, pool_size}, torch::TensorOptions().dtype(torch::kFloat));
       break;
-    case Strategy::kRandom: {
-      random_ = no_negatives(nq);
-      int64_t* index = random_.negative_index.data_ptr<int64_t>();
-      for (int64_t a = 0; a < nq; ++a) index[a] = random_negative_index(seed, query_offset + a, pool_size, pool_is_identity_set);
+    case Strategy::kRandom:
+    case Strategy::kPrevious: {
+      fixed_ = no_negatives(nq);
+      int64_t* index = fixed_.negative_index.data_ptr<int64_t>();
+      for (int64_t a = 0; a < nq; ++a)
+        index[a] = strategy == Strategy::kRandom
+                       ? random_negative_index(seed, query_offset + a, pool_size, pool_is_identity_set)
+                       : previous_negative_index(query_offset + a, pool_size);
       break;
     }
     default:
@@ -224,9 +228,9 @@ void SelectionAccumulator::add_candidates(const torch::Tensor& c_hat, int64_t ca
   rows_added_ += nc;
   if (nq == 0 || nc == 0) return;
 
-  if (strategy_ == Strategy::kRandom) {
-    const int64_t* index = random_.negative_index.data_ptr<int64_t>();
-    float* sim = random_.negative_similarity.data_ptr<float>();
+  if (strategy_ == Strategy::kRandom || strategy_ == Strategy::kPrevious) {
+    const int64_t* index = fixed_.negative_index.data_ptr<int64_t>();
+    float* sim = fixed_.negative_similarity.data_ptr<float>();
     for (int64_t a = 0; a < nq; ++a) {
       const int64_t j = index[a] - candidate_offset;
       if (j < 0 || j >= nc) continue;
@@ -261,9 +265,9 @@ Selection SelectionAccumulator::finish() const {
     case Strategy::kClose:
       return finish_best(best_);
     case Strategy::kMedian:
-      return select_median(rows_, query_offset_, exclude_self_);
+      return select_median(rows_);
     default:
-      return Selection{random_.negative_index.clone(), random_.negative_similarity.clone()};
+      return Selection{fixed_.negative_index.clone(), fixed_.negative_similarity.clone()};
   }
 }
 

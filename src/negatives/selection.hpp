@@ -9,11 +9,13 @@
 // Definitions (sim is the float32 cosine similarity of similarity.hpp; all indices are global):
 //   far    : argmin_j sim(i, j) over the candidates j; ties -> lowest j.
 //   close  : argmax_j sim(i, j) over the candidates j; ties -> lowest j.
-//   median : sort the c candidates by (sim ascending, j ascending); pick position floor((c-1)/2)
-//            (the lower median; for c = 2 that is the farther of the two).
+//   median : upstream's definition, `argsort(sim)[n // 2]` over ALL n pool rows: sort them by
+//            (sim ascending, j ascending) — for the identity set including i itself (sim 1, last) —
+//            and pick position floor(n/2). For n = 2 in the identity set that is i itself.
 //   random : h = splitmix64(seed, i + 1); r = floor(h * c / 2^64); for the identity set
 //            j = r + (r >= i ? 1 : 0) (skips i), for a separate pool j = r. Depends only on
 //            (seed, i, n, pool kind), never on ranks or blocking.
+//   previous: upstream's "rand" negative: j = (i - 1) mod n (identity 0 takes the last row).
 //   zero   : no pool row (index -1); the sampler uses the all-zero 512-vector as p-.
 //   none   : no pool row (index -1); no negative guidance.
 // Comparisons are on float32 values; "ties -> lowest j" makes far/close independent of the order in
@@ -69,12 +71,12 @@ void update_best(Best& best, Strategy strategy, const torch::Tensor& sim_block, 
 /// Converts a finished Best into a Selection (copies). A query that never saw a candidate keeps -1/NaN.
 Selection finish_best(const Best& best);
 
-/// Median strategy over full similarity rows.
-/// rows: [nq, n] float32 CPU, rows[a][j] = sim(query a, pool row j) for ALL n pool rows in global order.
-/// query_offset: global identity index of row 0; exclude_self: pool is the identity set (skip j == i).
-/// Picks, among the c candidates sorted by (sim ascending, index ascending), position floor((c-1)/2).
-/// Throws InputError on wrong dtype/rank or when a row has no candidate.
-Selection select_median(const torch::Tensor& rows, int64_t query_offset, bool exclude_self);
+/// Median strategy over full similarity rows (upstream's `argsort(cos)[N // 2]`).
+/// rows: [nq, n] float32 CPU, rows[a][j] = sim(query a, pool row j) for ALL n pool rows in global order
+/// (the query's own row included when the pool is the identity set).
+/// Picks, among the n rows sorted by (sim ascending, index ascending), position floor(n/2).
+/// Throws InputError on wrong dtype/rank or when n = 0.
+Selection select_median(const torch::Tensor& rows);
 
 /// The k-th output (k >= 1) of a SplitMix64 generator whose state starts at `seed`:
 /// z = seed + k * 0x9E3779B97F4A7C15 (mod 2^64); z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
@@ -89,6 +91,10 @@ uint64_t splitmix64(uint64_t seed, uint64_t k);
 /// Throws InputError if there is no candidate or identity is outside the identity set.
 int64_t random_negative_index(uint64_t seed, int64_t identity, int64_t pool_size, bool pool_is_identity_set);
 
+/// The previous negative of global identity `identity`: (identity - 1) mod pool_size.
+/// Throws InputError if pool_size < 1 or identity < 0.
+int64_t previous_negative_index(int64_t identity, int64_t pool_size);
+
 /// Number of candidates of one query: pool_size - 1 for the identity set, pool_size otherwise.
 int64_t candidate_count(int64_t pool_size, bool pool_is_identity_set);
 
@@ -101,10 +107,10 @@ void check_pool_size(Strategy strategy, int64_t pool_size, bool pool_is_identity
 Selection no_negatives(int64_t nq);
 
 /// Incremental selection for nq queries while the pool arrives in shards, in any order (each pool row
-/// exactly once). This is the one implementation of far/close/median/random: select_negatives feeds it
+/// exactly once). This is the one implementation of far/close/median/random/previous: select_negatives feeds it
 /// the whole pool at once, dist::select_negatives_distributed feeds it the shards passed around a ring.
 /// Memory: far/close O(nq); median nq x pool_size float32 (full rows are needed for the median);
-/// random O(nq). Not thread-safe.
+/// random, previous O(nq). Not thread-safe.
 class SelectionAccumulator {
  public:
   /// q_hat: [nq, D] float64 CPU normalised queries (normalize_rows) = identities
@@ -134,7 +140,7 @@ class SelectionAccumulator {
   int64_t rows_added_ = 0;
   Best best_;            // far, close
   torch::Tensor rows_;   // median: [nq, pool_size] float32
-  Selection random_;     // random: indices fixed up front, similarities filled as their rows arrive
+  Selection fixed_;      // random, previous: indices fixed up front, similarities filled as their rows arrive
 };
 
 /// Serial selection for queries [query_offset, query_offset + nq) of the identity set.

@@ -5,19 +5,25 @@
 namespace adaptdiff::negatives {
 namespace {
 
-/// The one table of strategies: name, whether it ranks by similarity, picks a pool row, reads negatives.seed.
+/// The one table of strategies: name, whether it ranks by similarity, picks a pool row, reads negatives.seed,
+/// and a definition tag for the fingerprint (set when a definition changed, so older files are not resumed).
 struct NamedStrategy {
   const char* name;
   Strategy strategy;
   bool ranks;
   bool picks_row;
   bool seeded;
+  const char* definition;
 };
 
 constexpr NamedStrategy kNames[] = {
-    {"far", Strategy::kFar, true, true, false},         {"close", Strategy::kClose, true, true, false},
-    {"median", Strategy::kMedian, true, true, false},   {"random", Strategy::kRandom, false, true, true},
-    {"zero", Strategy::kZero, false, false, false},     {"none", Strategy::kNone, false, false, false},
+    {"far", Strategy::kFar, true, true, false, ""},
+    {"close", Strategy::kClose, true, true, false, ""},
+    {"median", Strategy::kMedian, true, true, false, ";position=n/2"},
+    {"random", Strategy::kRandom, false, true, true, ""},
+    {"previous", Strategy::kPrevious, false, true, false, ""},
+    {"zero", Strategy::kZero, false, false, false, ""},
+    {"none", Strategy::kNone, false, false, false, ""},
 };
 
 const NamedStrategy& entry_of(Strategy strategy) {
@@ -50,7 +56,7 @@ bool picks_pool_row(Strategy strategy) { return entry_of(strategy).picks_row; }
 
 std::string fingerprint(Strategy strategy, uint64_t seed, const std::string& pool) {
   const NamedStrategy& e = entry_of(strategy);
-  return std::string("strategy=") + e.name + (e.picks_row && !pool.empty() ? ";pool=" + pool : "") +
+  return std::string("strategy=") + e.name + e.definition + (e.picks_row && !pool.empty() ? ";pool=" + pool : "") +
          (e.seeded ? ";seed=" + std::to_string(seed) : "");
 }
 

@@ -20,7 +20,7 @@ using adaptdiff::InputError;
 using adaptdiff::dist::block_partition;
 using adaptdiff::dist::Range;
 
-const std::vector<std::string> kAllStrategies{"far", "close", "median", "random", "zero", "none"};
+const std::vector<std::string> kAllStrategies{"far", "close", "median", "random", "previous", "zero", "none"};
 
 // Ways to cut n rows over P ranks. "block": block_partition; "reversed": rank r gets block P-1-r (shards
 // out of rank order around the ring); "skewed": cut k at n*k^2/P^2 (first ranks small, often empty);

@@ -21,8 +21,8 @@ namespace neg = adaptdiff::negatives;
 using adaptdiff::ConfigError;
 using adaptdiff::InputError;
 
-const std::vector<std::string> kAllStrategies{"far", "close", "median", "random", "zero", "none"};
-const std::vector<std::string> kPickingStrategies{"far", "close", "median", "random"};
+const std::vector<std::string> kAllStrategies{"far", "close", "median", "random", "previous", "zero", "none"};
+const std::vector<std::string> kPickingStrategies{"far", "close", "median", "random", "previous"};
 
 int64_t width(const brute::Matrix& m) { return static_cast<int64_t>(m.at(0).size()); }
 
@@ -55,7 +55,8 @@ TEST(NegativesStrategy, FingerprintNamesWhatChangesTheChoice) {
   EXPECT_EQ(neg::fingerprint(neg::Strategy::kFar, 7, ""), "strategy=far");
   EXPECT_EQ(neg::fingerprint(neg::Strategy::kFar, 7, "abc"), "strategy=far;pool=abc");
   EXPECT_EQ(neg::fingerprint(neg::Strategy::kRandom, 7, ""), "strategy=random;seed=7");
-  EXPECT_EQ(neg::fingerprint(neg::Strategy::kMedian, 7, "abc"), "strategy=median;pool=abc");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kMedian, 7, "abc"), "strategy=median;position=n/2;pool=abc");
+  EXPECT_EQ(neg::fingerprint(neg::Strategy::kPrevious, 7, ""), "strategy=previous");
   EXPECT_EQ(neg::fingerprint(neg::Strategy::kZero, 7, "abc"), "strategy=zero");
   EXPECT_EQ(neg::fingerprint(neg::Strategy::kNone, 7, "abc"), "strategy=none");
   EXPECT_TRUE(neg::picks_pool_row(neg::Strategy::kRandom));
@@ -101,17 +102,22 @@ TEST(NegativesSelect, HandComputedCosines) {
   EXPECT_EQ(far.negative_similarity[0].item<float>(), -1.0f);
   EXPECT_EQ(close.negative_index[0].item<int64_t>(), 3);
   EXPECT_EQ(close.negative_similarity[0].item<float>(), inv_sqrt2);
-  // e0: sorted (-1, 2), (0, 1), (0.707, 3) -> position 1 -> e1.
-  EXPECT_EQ(median.negative_index[0].item<int64_t>(), 1);
-  EXPECT_EQ(median.negative_similarity[0].item<float>(), 0.0f);
-  // e2: cos to e0 -1, e1 0, e3 -0.707 -> far e0, close e1, median e3.
+  // median (upstream): all 4 rows incl. self (cos 1), sorted by (cos, index), position 4 // 2 = 2.
+  // e0: (-1, 2), (0, 1), (0.707, 3), (1, 0) -> e3.
+  EXPECT_EQ(median.negative_index[0].item<int64_t>(), 3);
+  EXPECT_EQ(median.negative_similarity[0].item<float>(), inv_sqrt2);
+  // e2: cos to e0 -1, e1 0, e3 -0.707 -> far e0, close e1; median (-1,0), (-0.707,3), (0,1), (1,2) -> e1.
   EXPECT_EQ(far.negative_index[2].item<int64_t>(), 0);
   EXPECT_EQ(close.negative_index[2].item<int64_t>(), 1);
-  EXPECT_EQ(median.negative_index[2].item<int64_t>(), 3);
-  EXPECT_EQ(median.negative_similarity[2].item<float>(), -inv_sqrt2);
-  // e1: cos to e0 0, e2 0, e3 0.707 -> far: tie between 0 and 2 -> 0; median sorted (0,0),(0,2),(.7,3) -> 2.
+  EXPECT_EQ(median.negative_index[2].item<int64_t>(), 1);
+  EXPECT_EQ(median.negative_similarity[2].item<float>(), 0.0f);
+  // e1: cos to e0 0, e2 0, e3 0.707 -> far: tie between 0 and 2 -> 0; median (0,0),(0,2),(.7,3),(1,1) -> 3.
   EXPECT_EQ(far.negative_index[1].item<int64_t>(), 0);
-  EXPECT_EQ(median.negative_index[1].item<int64_t>(), 2);
+  EXPECT_EQ(median.negative_index[1].item<int64_t>(), 3);
+  // previous (upstream's "rand"): i - 1, identity 0 takes the last.
+  const auto previous = run(ids, 0, 4, ids, true, "previous", 0, 1024);
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(previous.negative_index[i].item<int64_t>(), (i + 3) % 4);
+  EXPECT_EQ(previous.negative_similarity[0].item<float>(), inv_sqrt2);  // cos(e0, e3)
 }
 
 TEST(NegativesSelect, MatchesBruteForceOnRandomDataAllStrategiesAndBlockings) {
@@ -206,20 +212,27 @@ TEST(NegativesBest, UpdateBestIsIndependentOfBlockOrder) {
 
 TEST(NegativesMedian, DefinitionOnHandWrittenRows) {
   torch::Tensor rows = torch::tensor({0.5f, 0.1f, 0.5f, 0.3f, 0.2f, 0.2f, 0.2f, 0.9f}).reshape({2, 4});
-  // Row 0, no exclusion: (0.1,1) (0.3,3) (0.5,0) (0.5,2): c = 4 -> position 1 -> 3.
-  // Row 1, no exclusion: (0.2,0) (0.2,1) (0.2,2) (0.9,3) -> position 1 -> 1.
-  auto sel = neg::select_median(rows, 0, false);
-  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 3);
-  EXPECT_EQ(sel.negative_index[1].item<int64_t>(), 1);
-  EXPECT_EQ(sel.negative_similarity[1].item<float>(), 0.2f);
-  // Exclusion: row 0 is identity 0 (drop j=0): (0.1,1) (0.3,3) (0.5,2) -> position 1 -> 3;
-  // row 1 is identity 1 (drop j=1): (0.2,0) (0.2,2) (0.9,3) -> position 1 -> 2.
-  sel = neg::select_median(rows, 0, true);
-  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 3);
+  // Row 0: (0.1,1) (0.3,3) (0.5,0) (0.5,2): n = 4 -> position 2 -> 0 (the tie goes by index).
+  // Row 1: (0.2,0) (0.2,1) (0.2,2) (0.9,3) -> position 2 -> 2.
+  auto sel = neg::select_median(rows);
+  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 0);
+  EXPECT_EQ(sel.negative_similarity[0].item<float>(), 0.5f);
   EXPECT_EQ(sel.negative_index[1].item<int64_t>(), 2);
-  // Two candidates: the lower one.
-  sel = neg::select_median(torch::tensor({0.7f, 0.4f}).reshape({1, 2}), 0, false);
-  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 1);
+  EXPECT_EQ(sel.negative_similarity[1].item<float>(), 0.2f);
+  // Two rows: position 1, the higher one (numpy's argsort(cos)[2 // 2]).
+  sel = neg::select_median(torch::tensor({0.7f, 0.4f}).reshape({1, 2}));
+  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 0);
+  // Five rows: position 2, the middle one.
+  sel = neg::select_median(torch::tensor({0.5f, 0.4f, 0.3f, 0.2f, 0.1f}).reshape({1, 5}));
+  EXPECT_EQ(sel.negative_index[0].item<int64_t>(), 2);
+}
+
+TEST(NegativesPrevious, IsTheIdentityBeforeAndWrapsAround) {
+  EXPECT_EQ(neg::previous_negative_index(0, 5), 4);
+  EXPECT_EQ(neg::previous_negative_index(3, 5), 2);
+  EXPECT_EQ(neg::previous_negative_index(7, 5), 1);  // a separate pool of 5 rows: (7 - 1) mod 5
+  EXPECT_THROW(neg::previous_negative_index(0, 0), InputError);
+  EXPECT_THROW(neg::previous_negative_index(-1, 5), InputError);
 }
 
 TEST(NegativesSelect, SeparatePoolOfAnotherSize) {

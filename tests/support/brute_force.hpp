@@ -79,11 +79,15 @@ inline Expected select(const Matrix& identities, const Matrix& pool, bool pool_i
           pick = j;
         }
       }
-    } else if (strategy == "median") {
-      std::sort(cands.begin(), cands.end(), [](const auto& a, const auto& b) {
+    } else if (strategy == "median") {  // upstream: argsort(cos)[n // 2] over all n pool rows, self included
+      std::vector<std::pair<float, int64_t>> all;
+      for (int64_t j = 0; j < n; ++j) all.emplace_back(cosine(q, pool[static_cast<size_t>(j)]), j);
+      std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
         return a.first < b.first || (a.first == b.first && a.second < b.second);
       });
-      pick = cands[(cands.size() - 1) / 2].second;
+      pick = all[static_cast<size_t>(n / 2)].second;
+    } else if (strategy == "previous") {  // upstream's "rand": the previous identity, 0 takes the last
+      pick = ((i - 1) % n + n) % n;
     } else if (strategy == "random") {
       const uint64_t h = splitmix_kth_output(seed, static_cast<uint64_t>(i) + 1);
       const auto r = static_cast<size_t>((static_cast<unsigned __int128>(h) * cands.size()) >> 64);
