@@ -21,10 +21,7 @@
 #include "job/status.hpp"
 
 namespace {
-int exit_code_of(const std::exception& e) {
-  if (dynamic_cast<const adaptdiff::ConfigError*>(&e) != nullptr) return static_cast<int>(adaptdiff::ExitCode::kUsage);
-  return static_cast<int>(adaptdiff::ExitCode::kFailure);
-}
+int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
 }  // namespace
 
 int main(int argc, char** argv) {

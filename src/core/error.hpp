@@ -61,4 +61,13 @@ enum class ExitCode : int {
   kVerifyFailed = 4,     ///< adaptdiff-verify: at least one check failed
 };
 
+/// The exit code `main` gives an error: kUsage (2) for bad input — ConfigError, InputError, ModelError (a
+/// model, checkpoint or data file that does not fit), all found before any work starts — else kFailure (1).
+inline int exit_code_for(const std::exception& e) {
+  const bool bad_input = dynamic_cast<const ConfigError*>(&e) != nullptr ||
+                         dynamic_cast<const InputError*>(&e) != nullptr ||
+                         dynamic_cast<const ModelError*>(&e) != nullptr;
+  return static_cast<int>(bad_input ? ExitCode::kUsage : ExitCode::kFailure);
+}
+
 }  // namespace adaptdiff

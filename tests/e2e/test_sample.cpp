@@ -296,7 +296,7 @@ TEST_F(SampleE2E, BadIdentityRowIsNamedBeforeAnyWork) {
   write_npy(npy, 6, [](int r, int c) { return (r == 4 && c == 9) ? NAN : 0.01f * static_cast<float>((r * 7 + c) % 13 + 1); });
   const auto r = sample(2, golden_config("nan.h5", ""), "--set identities.source=\\\"" + npy +
                                                             "\\\" --set identities.count=6");
-  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_EQ(r.code, 2) << "bad input: " << r.output;
   EXPECT_NE(r.output.find("row 4"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "nan.h5"));
 }
@@ -306,7 +306,7 @@ TEST_F(SampleE2E, MismatchedCheckpointListsKeys) {
   const auto r = sample(1, golden_config("cpd.h5"),
                         std::string("--set model.architecture=\\\"") + ADAPTDIFF_SOURCE_DIR +
                             "/configs/models/idiff-face-cpd25.toml\\\"");
-  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_EQ(r.code, 2) << "bad input: " << r.output;
   EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("shape"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "cpd.h5"));
