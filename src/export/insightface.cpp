@@ -143,14 +143,18 @@ void assemble(const Context& ctx, int world_size) {
 
 void export_insightface(const dist::Comm& comm, Context& ctx) {
   const Source& s = ctx.source;
-  if (1 + s.done_total() + s.identities() > kMaxExactFloat) {
-    throw InputError("export: insightface labels and keys are float32 in the record headers; " +
-                     std::to_string(s.done_total()) + " images and " + std::to_string(s.identities()) +
-                     " identities exceed 2^24, which float32 cannot count exactly");
-  }
   std::vector<int64_t> flags{0};
   const auto agreed = dist::agree(
-      comm, "export insightface check", [&] { flags[0] = comm.rank() == 0 && complete(ctx) ? 1 : 0; }, flags);
+      comm, "export insightface check",
+      [&] {
+        if (1 + s.done_total() + s.identities() > kMaxExactFloat) {
+          throw InputError("export: insightface keys and labels are float32 in the record headers; " +
+                           std::to_string(s.done_total()) + " images and " + std::to_string(s.identities()) +
+                           " identities exceed 2^24, which float32 cannot count exactly");
+        }
+        flags[0] = comm.rank() == 0 && complete(ctx) ? 1 : 0;
+      },
+      flags);
   if (agreed[0] != 0) {
     if (comm.rank() == 0) ctx.counters.skipped += 1 + s.done_total() + s.identities();
     return;
