@@ -304,6 +304,17 @@ TEST_F(ExportE2E, IncompleteInputExportsDoneSamplesOnly) {
   r = run_export(2, part + " --out " + rec.string() + " --format insightface");
   ASSERT_EQ(r.code, 0) << r.output;
   check_insightface(rec, rows, height(), width(), true, stored);
+
+  // Later the run is complete (same run, same fingerprint): exporting into the same folders adds what is new.
+  std::vector<int> all(kN * kK);
+  std::iota(all.begin(), all.end(), 0);
+  r = run_export(2, data_ + " --out " + folder.string() + " --format imagefolder");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("5 files written, 29 kept"), std::string::npos) << "4 images and list.txt\n" << r.output;
+  EXPECT_EQ(decode_file(folder / "03" / "0.png").rgb, stored(9));
+  r = run_export(1, data_ + " --out " + rec.string() + " --format insightface");
+  ASSERT_EQ(r.code, 0) << r.output;
+  check_insightface(rec, all, height(), width(), true, stored);
 }
 
 TEST_F(ExportE2E, BadInputExitsTwo) {
