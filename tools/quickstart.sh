@@ -13,3 +13,8 @@ echo
 echo "== first identities and their Far-Neg negatives (index, cosine similarity)"
 h5dump -d /negative_index -s 0 -c 8 out/quickstart.h5 | sed -n '/DATA {/,/}/p'
 h5dump -d /negative_similarity -s 0 -c 8 out/quickstart.h5 | sed -n '/DATA {/,/}/p'
+echo
+echo "== a look at the images: contact sheets per identity and one overview sheet"
+rm -rf out/quickstart-export  # the demo's output is made anew each time: so is its export
+build/src/app/adaptdiff-export out/quickstart.h5 --out out/quickstart-export --format grid
+echo "overview sheet: $(pwd)/out/quickstart-export/overview.png"

@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin   # MPI
   libhdf5-openmpi-dev hdf5-tools  # parallel HDF5 (MPI-IO) and h5dump/h5ls
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
+  libstb-dev                   # stb_image_write/resize: PNG/JPEG encoding and resizing in adaptdiff-export
   libgtest-dev
   python3-torch python3-numpy python3-h5py  # tests: fixtures in the original formats (torch.save), h5py checks
   slurmctld slurmd slurm-client munge  # Slurm test (tests/slurm): a throw-away one-node cluster on localhost
