@@ -15,6 +15,17 @@ int threads_per_rank(int64_t configured, int ranks_on_node, int cpus_allowed, in
   return std::max(1, std::min(cpus_allowed > 0 ? cpus_allowed : share, share));
 }
 
+std::string binding_warning(int ranks_on_node, int cpus_allowed, int cores_on_node) {
+  if (cores_on_node <= 0) cores_on_node = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  const int share = std::max(1, cores_on_node / std::max(1, ranks_on_node));
+  if (cpus_allowed <= 0 || cpus_allowed >= share) return "";
+  return "this rank may run on " + std::to_string(cpus_allowed) + " CPU(s) but its share of the node is " +
+         std::to_string(share) + " (" + std::to_string(cores_on_node) + " cores / " + std::to_string(ranks_on_node) +
+         " rank(s)): the launcher bound it to fewer cores, so " + std::to_string(share - cpus_allowed) +
+         " stay unused. Launch with `mpiexec --bind-to none` (Open MPI binds one-rank runs to one core) or, "
+         "under Slurm, `srun --cpus-per-task=" + std::to_string(share) + "`";
+}
+
 int pin_blas_threads(int threads) {
   // OpenBLAS sizes its own thread pool from the CPU affinity at load time, independently of LibTorch;
   // how it splits a GEMM over threads changes the rounding of some rows. Pinning it makes results

@@ -81,3 +81,16 @@ TEST(Plan, ThreadsNeverOversubscribe) {
   EXPECT_EQ(threads_per_rank(0, 4, 16, 2), 1);    // more ranks than cores: at least one
   EXPECT_EQ(threads_per_rank(3, 2, 16, 16), 3);   // configured
 }
+
+TEST(Plan, BindingToFewerCoresThanTheShareIsNamedWithTheFix) {
+  using adaptdiff::job::binding_warning;
+  const std::string w = binding_warning(1, 1, 2);  // mpiexec -n 1 on 2 cores: bound to one
+  EXPECT_NE(w.find("1 CPU(s) but its share of the node is 2"), std::string::npos) << w;
+  EXPECT_NE(w.find("--bind-to none"), std::string::npos) << w;
+  EXPECT_NE(w.find("--cpus-per-task=2"), std::string::npos) << w;
+  EXPECT_EQ(binding_warning(2, 1, 2), "");   // 2 ranks on 2 cores, one each: the share
+  EXPECT_EQ(binding_warning(1, 2, 2), "");   // not bound
+  EXPECT_EQ(binding_warning(4, 1, 2), "");   // oversubscribed: the share is 1
+  EXPECT_EQ(binding_warning(1, 0, 2), "");   // affinity unknown
+  EXPECT_NE(binding_warning(2, 4, 16), "");  // 8 each, bound to 4
+}
