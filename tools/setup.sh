@@ -15,6 +15,7 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools  # parallel HDF5 (MPI-IO) and h5dump/h5ls
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libssl-dev
   libgtest-dev
+  python3-venv python3-numpy python3-h5py python3-matplotlib python3-sklearn  # adaptdiff-eval: histogram, tests
   slurmctld slurmd slurm-client munge  # Slurm test (tests/slurm): a throw-away one-node cluster on localhost
 )
 missing=()
