@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string>
 
@@ -110,6 +111,18 @@ void prepare_out_dir(const std::string& dir) {
   }
 }
 
+// Runs `step`, which reads the input file; a file that cannot be opened or read as what it should be is bad input
+// (exit 2, README "Exit codes"), so its IoError becomes an InputError with the same message.
+void as_input_error(const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const adaptdiff::IoError& e) {
+    adaptdiff::InputError error(e.what());
+    if (e.on_all_ranks()) error.set_on_all_ranks();
+    throw error;
+  }
+}
+
 int evaluate(const adaptdiff::dist::Comm& world, const Args& a) {
   const bool root = world.rank() == 0;
   adaptdiff::dist::agree(world, "eval::out", [&] {
@@ -121,7 +134,8 @@ int evaluate(const adaptdiff::dist::Comm& world, const Args& a) {
     source = a.images;
     eval::EmbedOptions opts = a.embed;
     opts.model_path = a.fr_model;
-    eval::Embedded e = eval::embed_store(world, a.images, opts);
+    eval::Embedded e;
+    as_input_error([&] { e = eval::embed_store(world, a.images, opts); });
     if (root && e.skipped > 0) {
       adaptdiff::log::warn("{} of {} samples of '{}' are not done (sample_checksum 0): skipped", e.skipped, e.rows,
                            a.images);
@@ -134,7 +148,9 @@ int evaluate(const adaptdiff::dist::Comm& world, const Args& a) {
     if (root) adaptdiff::log::info("wrote {} ({} embeddings of width {})", path, data.embeddings.size(0),
                                    data.embeddings.size(1));
   } else {
-    adaptdiff::dist::agree(world, "eval::read", [&] { data = adaptdiff::io::read_embeddings_file(a.embeddings); });
+    as_input_error([&] {
+      adaptdiff::dist::agree(world, "eval::read", [&] { data = adaptdiff::io::read_embeddings_file(a.embeddings); });
+    });
   }
   eval::PairPlan plan;
   std::vector<int64_t> identity;

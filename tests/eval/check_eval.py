@@ -308,6 +308,18 @@ def cmd_images(exe, work, fixture):
         m = metrics_of(out)
         check(m["rows"] == n_done == 14, f"{data}: 14 embeddings evaluated")
 
+    # Bad inputs of the embedding pass: exit 2, naming the file.
+    data = os.path.join(work, "data.h5")
+    for name, args, needles in (
+            ("not_torchscript", ["--images", data, "--fr-model", data], ["cannot load", "data.h5"]),
+            ("bad_output", ["--images", data, "--fr-model", os.path.join(work, "fr_bad.pt")], ["fr_bad.pt", "must return a float tensor [14, D]"]),
+            ("no_done_sample", ["--images", os.path.join(work, "empty.h5"), "--fr-model", model],
+             ["empty.h5", "no done sample", "'sample_checksum'"]),
+            ("not_an_output", ["--images", model, "--fr-model", model], ["fr.pt"])):
+        p = run([exe, *args, "--out", os.path.join(work, "out_" + name), "--device", "cpu", "--no-plot"], expect=2)
+        for n in needles:
+            check(n in p.stdout + p.stderr, f"{name}: message names {n!r}")
+
 
 def main():
     cmd, exe, work, *rest = sys.argv[1:]

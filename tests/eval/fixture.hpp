@@ -50,6 +50,16 @@ def forward(self, x):
   m.save(path);
 }
 
+/// Saves a model whose output has the wrong shape ([B] instead of [B, D]) to `path`.
+inline void make_bad_fr_model(const std::string& path) {
+  torch::jit::Module m("EvalTestBadFr");
+  m.define(R"(
+def forward(self, x):
+    return x.mean([1, 2, 3])
+)");
+  m.save(path);
+}
+
 /// The model's embeddings in closed form, in float64, from uint8 images [B, 112, 112, 3] (RGB unless bgr).
 inline torch::Tensor fr_model_reference(const torch::Tensor& images, bool bgr) {
   torch::Tensor x = (images.to(torch::kFloat64) - 127.5) / 127.5;  // [B, H, W, C]
