@@ -93,7 +93,7 @@ void add_options(CLI::App& app, Args& a) {
       "Scores: cosine similarity in float64. metrics.json keys: eer, fmr100, fmr1000 (FNMR at FMR 1% / 0.1%),\n"
       "genuine_mean, genuine_std, impostor_mean, impostor_std (population), fdr = (mu_G - mu_I)^2 / (sigma_G^2 +\n"
       "sigma_I^2), n_genuine, n_impostor. The histogram is drawn by tools/plot_histogram.py with matplotlib: the\n"
-      "interpreter is $ADAPTDIFF_PYTHON, else build/pyenv/bin/python3 (tools/pyenv.sh), else python3. Without\n"
+      "interpreter is $ADAPTDIFF_PYTHON, else build/pyenv/bin/python3 (tools/pyenv.sh), else /usr/bin/python3. Without\n"
       "matplotlib metrics.json is still written and the exit code is 1 (use --no-plot to skip the plot).\n"
       "Exit codes: 0 done, 1 runtime failure or histogram not drawn, 2 bad command line or input.");
 }

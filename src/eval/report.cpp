@@ -106,7 +106,10 @@ PlotCommand default_plot_command() {
   PlotCommand cmd;
   const char* python = std::getenv("ADAPTDIFF_PYTHON");
   const std::string venv = std::string(ADAPTDIFF_SOURCE_DIR) + "/build/pyenv/bin/python3";
-  cmd.python = python != nullptr && *python != '\0' ? python : file_exists(venv) ? venv : "python3";
+  cmd.python = python != nullptr && *python != '\0'  ? python
+               : file_exists(venv)                   ? venv
+               : file_exists("/usr/bin/python3")     ? "/usr/bin/python3"  // the one Debian's python3-* serve
+                                                     : "python3";
   const char* script = std::getenv("ADAPTDIFF_PLOT_SCRIPT");
   cmd.script = script != nullptr && *script != '\0' ? script : std::string(ADAPTDIFF_SOURCE_DIR) + "/tools/plot_histogram.py";
   return cmd;

@@ -37,7 +37,8 @@ struct PlotCommand {
 };
 
 /// The interpreter: $ADAPTDIFF_PYTHON, else the project venv (<source>/build/pyenv/bin/python3) when it exists,
-/// else python3 on PATH. The script: $ADAPTDIFF_PLOT_SCRIPT, else <source>/tools/plot_histogram.py.
+/// else /usr/bin/python3 (whose packages tools/setup.sh installs) when it exists, else python3 on PATH.
+/// The script: $ADAPTDIFF_PLOT_SCRIPT, else <source>/tools/plot_histogram.py.
 PlotCommand default_plot_command();
 
 /// Runs `python script --scores scores_h5 --metrics metrics_json --out png`. Returns "" on success, else the
