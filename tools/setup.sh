@@ -17,6 +17,7 @@ packages=(
   libstb-dev                   # stb_image_write/resize: PNG/JPEG encoding and resizing in adaptdiff-export
   libgtest-dev
   python3-torch python3-numpy python3-h5py  # tests: fixtures in the original formats (torch.save), h5py checks
+  python3-venv python3-matplotlib python3-sklearn  # adaptdiff-eval: histogram; tests: scikit-learn, pyeer venv
   slurmctld slurmd slurm-client munge  # Slurm test (tests/slurm): a throw-away one-node cluster on localhost
 )
 missing=()
