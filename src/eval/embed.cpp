@@ -13,7 +13,7 @@
 #include "dist/comm.hpp"
 #include "dist/partition.hpp"
 #include "io/store_reader.hpp"
-#include "job/progress.hpp"
+#include "core/progress.hpp"
 
 namespace adaptdiff::eval {
 
@@ -130,7 +130,7 @@ Embedded embed_store(const dist::Comm& comm, const std::string& data_h5, const E
     if (comm.rank() == 0) log::info("embedding {} images with '{}' on {}", m, options.model_path, device.str());
     torch::jit::Module model = load_model(options.model_path, device);
     torch::NoGradGuard no_grad;
-    job::Progress progress(comm.rank() == 0, m, 0, mine.size(), options.progress_interval);
+    Progress progress(comm.rank() == 0, m, 0, mine.size(), options.progress_interval);
     std::vector<torch::Tensor> parts;
     for (int64_t a = mine.begin; a < mine.end; a += options.batch_size) {
       const int64_t b = std::min(mine.end, a + options.batch_size);

@@ -92,7 +92,7 @@ ExportSummary run_export(const dist::Comm& comm, const ExportOptions& options) {
 
   const dist::Range ids = dist::block_partition(source.identities(), comm.rank(), comm.size());
   const int64_t mine = source.done_before[static_cast<size_t>(ids.end)] - source.done_before[static_cast<size_t>(ids.begin)];
-  job::Progress progress(comm.rank() == 0, source.done_total(), 0, mine, options.progress_interval);
+  Progress progress(comm.rank() == 0, source.done_total(), 0, mine, options.progress_interval);
   Counters counters;
   Context ctx{options, source, *reader, ids, counters, progress};
   switch (options.format) {

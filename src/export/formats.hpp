@@ -9,7 +9,7 @@
 #include "dist/partition.hpp"
 #include "export/export.hpp"
 #include "export/source.hpp"
-#include "job/progress.hpp"
+#include "core/progress.hpp"
 
 namespace adaptdiff::exporter {
 
@@ -25,7 +25,7 @@ struct Context {
   const io::StoreReader& reader;
   dist::Range ids;
   Counters& counters;
-  job::Progress& progress;
+  Progress& progress;
 
   int out_width() const { return options.size > 0 ? options.size : static_cast<int>(source.layout.width); }
   int out_height() const { return options.size > 0 ? options.size : static_cast<int>(source.layout.height); }

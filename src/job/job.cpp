@@ -21,7 +21,7 @@
 #include "job/model_bundle.hpp"
 #include "job/output_file.hpp"
 #include "job/plan.hpp"
-#include "job/progress.hpp"
+#include "core/progress.hpp"
 #include "job/record.hpp"
 #include "job/report.hpp"
 #include "job/threads.hpp"

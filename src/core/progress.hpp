@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace adaptdiff::job {
+namespace adaptdiff {
 
 class Progress {
  public:
@@ -23,4 +23,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-}  // namespace adaptdiff::job
+}  // namespace adaptdiff

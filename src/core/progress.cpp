@@ -1,8 +1,8 @@
-#include "job/progress.hpp"
+#include "core/progress.hpp"
 
 #include "core/log.hpp"
 
-namespace adaptdiff::job {
+namespace adaptdiff {
 
 Progress::Progress(bool active, int64_t total, int64_t done_before, int64_t mine, double interval_s)
     : active_(active && mine > 0), total_(total), done_before_(done_before), mine_(mine), interval_s_(interval_s),
@@ -24,4 +24,4 @@ void Progress::update(int64_t done_mine) {
             100.0 * static_cast<double>(done_est) / static_cast<double>(total_), rate, elapsed, eta);
 }
 
-}  // namespace adaptdiff::job
+}  // namespace adaptdiff
