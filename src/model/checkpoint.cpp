@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "model/zip_check.hpp"
 
 namespace adaptdiff::model {
 namespace {
@@ -80,8 +81,20 @@ std::optional<torch::ScalarType> storage_dtype(const std::string& global) {
 /// tensor, so the peak memory is the tensors plus one record.
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader)
-      : path_(path), data_(pkl), reader_(reader) {}
+  /// `record_bytes`: the archive's data (sum of its records' sizes) bounds the bytes of the rebuilt tensors.
+  Unpickler(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader,
+            uint64_t record_bytes)
+      : path_(path), data_(pkl), reader_(reader), bytes_left_(kViewBudget * record_bytes + (uint64_t{1} << 20)) {}
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
+  /// Values may reference each other in cycles (a list appended to itself through the memo) and nest deeply:
+  /// empty every container first, so that no destructor recurses and no cycle leaks.
+  ~Unpickler() {
+    for (const ValuePtr& v : all_) {
+      v->items.clear();
+      v->dict.clear();
+    }
+  }
 
   ValuePtr run() {
     while (true) {
@@ -247,7 +260,10 @@ class Unpickler {
     return out;
   }
 
-  void push(ValuePtr v) { stack_.push_back(std::move(v)); }
+  void push(ValuePtr v) {
+    if (all_.empty() || all_.back() != v) all_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
 
   void push_int(int64_t i) {
     auto v = Value::make(Kind::kInt);
@@ -334,7 +350,7 @@ class Unpickler {
     v->dtype = *dtype;
     v->s = it[2]->s;
     v->numel = it[4]->i;
-    if (v->numel < 0) fail("negative storage size");
+    if (v->numel < 0 || v->numel > (int64_t{1} << 58)) fail("storage size " + std::to_string(v->numel) + " out of range");
     return v;
   }
 
@@ -360,27 +376,45 @@ class Unpickler {
     const std::vector<int64_t> stride = int_tuple(*a[3], "stride");
     if (size.size() != stride.size()) fail("_rebuild_tensor_v2: size and stride differ in length");
 
+    // Checked arithmetic: sizes and strides come from the file. A view touches elements up to `last` and holds
+    // `count` elements; both must fit the storage (an expand()-style view with more elements than its storage is
+    // refused: state dicts hold none, and it would let a few bytes of pickle allocate without bound).
+    if (offset < 0) fail("_rebuild_tensor_v2: negative storage offset");
     int64_t last = offset;  // highest element index touched
-    bool empty = false;
+    int64_t count = 1;
     for (size_t d = 0; d < size.size(); ++d) {
       if (size[d] < 0 || stride[d] < 0) fail("_rebuild_tensor_v2: negative size or stride");
-      if (size[d] == 0) empty = true;
-      last += (size[d] - 1) * stride[d];
+      if (size[d] == 0) return torch::empty(size, torch::TensorOptions().dtype(st.dtype));
     }
-    if (empty) return torch::empty(size, torch::TensorOptions().dtype(st.dtype));
-    if (offset < 0 || last >= st.numel)
+    for (size_t d = 0; d < size.size(); ++d) {
+      int64_t reach = 0;
+      if (__builtin_mul_overflow(size[d] - 1, stride[d], &reach) || __builtin_add_overflow(last, reach, &last) ||
+          __builtin_mul_overflow(count, size[d], &count)) {
+        fail("_rebuild_tensor_v2: size and stride overflow 64-bit indices");
+      }
+    }
+    if (last >= st.numel)
       fail("tensor view (offset " + std::to_string(offset) + ", last element " + std::to_string(last) +
            ") exceeds its storage of " + std::to_string(st.numel) + " elements");
+    if (count > st.numel)
+      fail("tensor view of " + std::to_string(count) + " elements is larger than its storage of " +
+           std::to_string(st.numel) + " elements (overlapping views are not supported; save t.contiguous())");
 
     const std::string record = "data/" + st.s;
     if (!reader_.hasRecord(record)) fail("storage record '" + record + "' is missing from the archive");
+    const size_t elem = c10::elementSize(st.dtype);
+    const uint64_t storage_bytes = static_cast<uint64_t>(st.numel) * elem;  // numel < 2^63 / 16: no overflow
+    const uint64_t view_bytes = static_cast<uint64_t>(count) * elem;
+    if (view_bytes > bytes_left_)
+      fail("the tensors rebuilt so far and this one (" + std::to_string(view_bytes) + " bytes) exceed " +
+           std::to_string(kViewBudget) + " x the archive's data (shared storages rebuilt over and over?)");
+    bytes_left_ -= view_bytes;
     at::DataPtr ptr;
     size_t nbytes = 0;
     std::tie(ptr, nbytes) = reader_.getRecord(record);
-    const size_t elem = c10::elementSize(st.dtype);
-    if (nbytes < static_cast<size_t>(st.numel) * elem)
+    if (nbytes < storage_bytes)
       fail("storage record '" + record + "' holds " + std::to_string(nbytes) + " bytes, expected " +
-           std::to_string(static_cast<size_t>(st.numel) * elem));
+           std::to_string(storage_bytes));
     torch::Tensor storage = torch::from_blob(ptr.get(), {st.numel}, torch::TensorOptions().dtype(st.dtype));
     return storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
   }
@@ -416,6 +450,9 @@ class Unpickler {
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
+  std::vector<ValuePtr> all_;  // every value made, see ~Unpickler
+  static constexpr uint64_t kViewBudget = 4;
+  uint64_t bytes_left_;
 };
 
 std::string describe(const Value& v) {
@@ -433,6 +470,8 @@ StateDict read_state_dict(const std::string& path) {
   if (!std::filesystem::is_regular_file(path, ec))
     throw ModelError(where + ": no such file (or not a regular file)");
   try {
+    // miniz allocates what the zip's directory claims: check every claim against the file first.
+    const uint64_t record_bytes = check_zip_sizes(path, std::filesystem::file_size(path));
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (reader.hasRecord("byteorder")) {
       at::DataPtr bo;
@@ -449,7 +488,8 @@ StateDict read_state_dict(const std::string& path) {
     const std::string pkl(static_cast<const char*>(pkl_ptr.get()), pkl_size);
     pkl_ptr.clear();
 
-    ValuePtr root = Unpickler(path, pkl, reader).run();
+    Unpickler unpickler(path, pkl, reader, record_bytes);  // owns every value until the state dict is built
+    ValuePtr root = unpickler.run();
     if (root->kind != Kind::kDict)
       throw ModelError(where + ": the pickle root is a " + describe(*root) + ", expected a dict of name -> tensor");
 
