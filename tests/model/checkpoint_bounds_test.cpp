@@ -94,8 +94,8 @@ TEST(CheckpointBounds, ZipEntryClaimingMoreThanTheFileIsRefusedBeforeAllocating)
 }
 
 TEST(CheckpointBounds, StorageSizeThatOverflowsBytesIsRefused) {
-  TempFile f("numel.pt");  // 2^61 floats: 2^63 bytes, which wraps a 64-bit byte count to a small number
-  write_archive(f.path(), state_dict_pickle(int64_t{1} << 61, 1000, {2}, {1}));
+  TempFile f("numel.pt");  // 2^62 floats: 2^64 bytes, which wraps a 64-bit byte count to 0 (then 64 bytes "suffice")
+  write_archive(f.path(), state_dict_pickle(int64_t{1} << 62, 1000, {2}, {1}));
   expect_model_error(f.path(), "out of range");
 }
 
