@@ -25,7 +25,8 @@ class ZipFile {
     if (!in_) fail("cannot open");
   }
   [[noreturn]] void fail(const std::string& what) const {
-    throw ModelError("read_state_dict: '" + path_ + "': " + what + " (zip central directory)");
+    throw ModelError("read_state_dict: '" + path_ + "': not a readable PyTorch zip checkpoint (zip central directory: " +
+                     what + ")");
   }
   std::vector<unsigned char> read(uint64_t offset, uint64_t n) {
     if (offset > size_ || n > size_ - offset) fail("record at byte " + std::to_string(offset) + " runs past the end");
