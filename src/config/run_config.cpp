@@ -29,8 +29,8 @@ void apply_override(toml::table& root, const std::string& assignment) {
   trim(value);
   toml::table parsed;
   try {
-    parsed = toml::parse("v = " + value);
-  } catch (const toml::parse_error&) {
+    parsed = parse_toml_text("v = " + value, "--set");
+  } catch (const ConfigError&) {
     parsed = toml::table{{"v", value}};
   }
   toml::table* table = &root;

@@ -1,5 +1,6 @@
 #include "config/toml_reader.hpp"
 
+#include <fstream>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -142,9 +143,69 @@ void TableReader::finish() const {
   }
 }
 
+namespace {
+
+// TOML allows non-ASCII characters only inside strings and comments. Refuse any other before toml++ sees it:
+// toml++ 3.x's is_non_ascii_horizontal_whitespace() reaches TOML_UNREACHABLE (undefined behaviour) for many
+// code points in [U+00A1, U+FEFF] right after a value ("T = 1000\u0183"); found by fuzz/fuzz_run_config.
+void check_non_ascii_placement(const std::string& text, const std::string& origin) {
+  enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral } in = In::kCode;
+  size_t line = 1, column = 1;
+  const size_t start = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;  // UTF-8 byte order mark
+  for (size_t i = start; i < text.size(); ++i, ++column) {
+    const char c = text[i];
+    const bool three = i + 2 < text.size() && text[i + 1] == c && text[i + 2] == c;
+    switch (in) {
+      case In::kCode:
+        if (static_cast<unsigned char>(c) >= 0x80) {
+          throw ConfigError("config: cannot parse " + origin + " (line " + std::to_string(line) + ":" +
+                            std::to_string(column) + "): a non-ASCII character outside a string or comment");
+        }
+        if (c == '#') in = In::kComment;
+        if (c == '"') in = three ? In::kMultiBasic : In::kBasic;
+        if (c == '\'') in = three ? In::kMultiLiteral : In::kLiteral;
+        if (three && (c == '"' || c == '\'')) i += 2;
+        break;
+      case In::kComment:
+        if (c == '\n') in = In::kCode;
+        break;
+      case In::kBasic:
+      case In::kMultiBasic:
+        if (c == '\\') {
+          ++i;  // the escaped character (a '\n' after a line-ending backslash is counted below)
+          if (i < text.size() && text[i] == '\n') ++line, column = 0;
+        } else if (c == '"' && (in == In::kBasic || three)) {
+          if (in == In::kMultiBasic) i += 2;
+          in = In::kCode;
+        } else if (c == '\n' && in == In::kBasic) {
+          in = In::kCode;  // unterminated: toml++ reports it
+        }
+        break;
+      case In::kLiteral:
+      case In::kMultiLiteral:
+        if (c == '\'' && (in == In::kLiteral || three)) {
+          if (in == In::kMultiLiteral) i += 2;
+          in = In::kCode;
+        } else if (c == '\n' && in == In::kLiteral) {
+          in = In::kCode;
+        }
+        break;
+    }
+    if (c == '\n') ++line, column = 0;
+  }
+}
+
+}  // namespace
+
 toml::table parse_toml_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError("config: cannot open " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  check_non_ascii_placement(s, path);
   try {
-    return toml::parse_file(path);
+    return toml::parse(s, path);
   } catch (const toml::parse_error& e) {
     std::ostringstream os;
     os << "config: cannot parse " << path << " (line " << e.source().begin.line << ":" << e.source().begin.column
@@ -154,6 +215,7 @@ toml::table parse_toml_file(const std::string& path) {
 }
 
 toml::table parse_toml_text(const std::string& text, const std::string& origin) {
+  check_non_ascii_placement(text, origin);
   try {
     return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {

@@ -124,53 +124,47 @@ torch::Tensor read_h5_rows(const ContextSource& src, int64_t begin, int64_t end,
 
 struct NpyContexts {
   NpyHeader header;
+  NpyFloatType type;
   int64_t rows = 0;
   int64_t width = 0;
-  int64_t item_size = 0;
 };
 
-bool host_is_little_endian() {
-  const uint16_t one = 1;
-  unsigned char first = 0;
-  std::memcpy(&first, &one, 1);
-  return first == 1;
-}
-
+// Opens the header and checks: a 2-D float16/32/64 array (any byte order, C or Fortran order) whose data part
+// is complete.
 NpyContexts open_npy(const ContextSource& src, const std::string& op) {
   std::error_code ec;
   if (!fs::exists(src.path, ec)) throw IoError(op + ": file '" + src.path + "' does not exist");
   NpyContexts c;
   c.header = read_npy_header(src.path);
   const NpyHeader& h = c.header;
-  if (h.descr == "<f4") {
-    c.item_size = 4;
-  } else if (h.descr == "<f8") {
-    c.item_size = 8;
-  } else {
-    throw InputError(op + ": '" + src.path + "' has dtype '" + h.descr +
-                     "'; expected little-endian float32 '<f4' or float64 '<f8'" +
-                     "\n---> HINT: save with np.save(path, np.ascontiguousarray(x, dtype='<f4'))");
+  const auto type = npy_float_type(h.descr);
+  if (!type) {
+    throw InputError(op + ": '" + src.path + "' has dtype " + npy_dtype_text(h.descr) +
+                     "; expected float16, float32 or float64 ('<f2', '<f4', '<f8', any byte order)" +
+                     "\n---> HINT: save with np.save(path, x.astype(np.float32))");
   }
-  if (h.fortran_order) {
-    throw InputError(op + ": '" + src.path + "' is stored in Fortran (column-major) order; expected C order" +
-                     "\n---> HINT: save with np.save(path, np.ascontiguousarray(x, dtype='<f4'))");
-  }
+  c.type = *type;
   if (h.shape.size() != 2) {
     std::string shape;
     for (size_t i = 0; i < h.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(h.shape[i]);
     throw InputError(op + ": '" + src.path + "' holds a " + std::to_string(h.shape.size()) + "-D array (" + shape +
                      "); expected a 2-D [identities, width] array");
   }
-  if (!host_is_little_endian()) throw InputError(op + ": reading .npy files needs a little-endian host");
   c.rows = h.shape[0];
   c.width = h.shape[1];
   const int64_t max_elems = std::numeric_limits<int64_t>::max() / 16;
   if (c.width > 0 && c.rows > max_elems / c.width) throw InputError(op + ": '" + src.path + "' shape too large");
-  const int64_t data_bytes = c.rows * c.width * c.item_size;
+  const int64_t data_bytes = c.rows * c.width * c.type.item_size;
   if (h.file_size - h.data_offset < data_bytes) {
-    throw IoError(op + ": '" + src.path + "' is truncated: the header announces " + std::to_string(c.rows) + " x " +
-                  std::to_string(c.width) + " " + h.descr + " values (" + std::to_string(data_bytes) +
-                  " bytes) but only " + std::to_string(h.file_size - h.data_offset) + " data bytes follow");
+    const int64_t have = h.file_size - h.data_offset;
+    const int64_t complete_rows = c.width > 0 ? have / (c.width * c.type.item_size) : c.rows;
+    throw InputError(op + ": '" + src.path + "' is truncated: the header announces " + std::to_string(c.rows) +
+                     " x " + std::to_string(c.width) + " " + npy_dtype_text(h.descr) + " values (" +
+                     std::to_string(data_bytes) + " bytes) but only " + std::to_string(have) +
+                     " data bytes follow" + (h.fortran_order ? std::string()
+                                                             : " (rows from " + std::to_string(complete_rows) +
+                                                                   " on are missing)") +
+                     "\n---> HINT: the file was cut short (an interrupted copy or np.save?); write it again");
   }
   return c;
 }
@@ -181,20 +175,9 @@ torch::Tensor read_npy_rows(const ContextSource& src, int64_t begin, int64_t end
     throw InputError(op + ": rows " + range_text(begin, end) + " requested but '" + src.path + "' has only " +
                      std::to_string(c.rows) + " rows");
   }
-  const int64_t n = end - begin;
-  torch::Tensor out = torch::empty({n, c.width}, c.item_size == 8 ? torch::kFloat64 : torch::kFloat32);
-  const int64_t bytes = n * c.width * c.item_size;
-  if (bytes > 0) {
-    errno = 0;
-    std::ifstream in(src.path, std::ios::binary);
-    if (!in) throw IoError(op + ": cannot open '" + src.path + "' for reading: " + std::strerror(errno));
-    in.seekg(c.header.data_offset + begin * c.width * c.item_size, std::ios::beg);
-    in.read(static_cast<char*>(out.data_ptr()), bytes);
-    if (!in || in.gcount() != bytes) {
-      throw IoError(op + ": read error in '" + src.path + "' at rows " + range_text(begin, end));
-    }
-  }
-  return c.item_size == 8 ? out.to(torch::kFloat32) : out;
+  torch::Tensor out = torch::empty({end - begin, c.width}, torch::kFloat32);
+  read_npy_rows_f32(src.path, c.header, c.type, begin, end, out.data_ptr<float>());
+  return out;
 }
 
 // ---- synthetic ----------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 // (synthetic, HDF5 dataset, .npy file), how many there are, reading a row range of them, and
 // validating them (width, finite values, non-zero rows) before any sampling starts.
 //
-// All readers return float32 CPU tensors [rows, width]; float64 inputs are converted (round to nearest).
+// All readers return float32 CPU tensors [rows, width]; float16 inputs are converted exactly, float64 inputs
+// rounded to nearest even (numpy's astype(np.float32)).
 // Row numbers in messages are GLOBAL (0-based row of the source), so a bad row can be found in the file.
 #include <torch/types.h>
 
@@ -22,7 +23,7 @@ struct ContextSource {
   enum Kind {
     kSyntheticUniform,  ///< generated: unit-norm standard-normal vectors from `seed` (see read_contexts)
     kHdf5,              ///< 2-D float dataset `dataset` in the HDF5 file `path`
-    kNpy,               ///< 2-D C-ordered '<f4'/'<f8' array in the .npy file `path`
+    kNpy,               ///< 2-D float16/32/64 array (any byte order, C or Fortran order) in the .npy file `path`
   };
   Kind kind = Kind::kSyntheticUniform;
   std::string path;                 ///< absolute or base_dir-resolved file path; empty for synthetic
@@ -52,8 +53,8 @@ std::string describe(const ContextSource& source);
 /// Number of rows the source holds, read from metadata only (HDF5 dataspace, .npy header).
 /// Synthetic sources are unbounded: returns -1.
 /// Throws IoError (file missing/unreadable, HDF5 failure) or InputError (dataset missing — the message
-/// lists the root group's members —, not 2-D, not a float type, .npy dtype/order unsupported,
-/// .npy data part shorter than the header says).
+/// lists the root group's members —, not 2-D, not a float type, .npy dtype not float16/32/64 — the message
+/// gives the dtype as written, e.g. "'<i8' (int64)" —, .npy data part shorter than the header says).
 int64_t context_rows(const ContextSource& source);
 
 /// Width (columns) of the source, from metadata only; same errors as context_rows().
@@ -61,7 +62,8 @@ int64_t context_rows(const ContextSource& source);
 int64_t context_width(const ContextSource& source);
 
 /// Reads rows [row_begin, row_end) of the source as a float32 CPU tensor [row_end-row_begin,
-/// width] (contiguous, owned by the caller), reading only those rows (HDF5 hyperslab; .npy seek).
+/// width] (contiguous, owned by the caller), reading only those rows (HDF5 hyperslab; .npy: one seek for C
+/// order, one seek per column for Fortran order; memory O(rows * W)).
 /// Then calls validate_contexts(rows, row_begin, describe(source), expected_width).
 ///
 /// Synthetic uniform (Ref: IDiff-Face "synthetic uniform" contexts): row i is row i of
@@ -74,8 +76,8 @@ int64_t context_width(const ContextSource& source);
 /// for other W the Python tensor's last block is redrawn by torch and only that block differs.
 ///
 /// Throws InputError for row_begin < 0, row_end < row_begin, row_end beyond the source's rows (the
-/// message says how many exist), wrong width, NaN/Inf, zero-norm rows, unsupported dtype/layout;
-/// IoError for missing/unreadable files, truncated .npy data and HDF5 failures. expected_width must be > 0.
+/// message says how many exist), wrong width, NaN/Inf, zero-norm rows, unsupported dtype, truncated .npy
+/// data; IoError for missing/unreadable files and HDF5 failures. expected_width must be > 0.
 torch::Tensor read_contexts(const ContextSource& source, int64_t row_begin, int64_t row_end,
                             int64_t expected_width = kDefaultContextWidth);
 

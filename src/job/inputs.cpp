@@ -1,5 +1,6 @@
 #include "job/inputs.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -15,6 +16,17 @@ namespace adaptdiff::job {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Reads rows [range) of a file source in chunks and validates them (width, finite, non-zero), so that a bad
+// row is reported before the model loads. Memory: one chunk of rows.
+void check_rows(const io::ContextSource& source, dist::Range range, int64_t width) {
+  if (source.kind == io::ContextSource::kSyntheticUniform) return;  // generated: unit norm by construction
+  constexpr int64_t kChunkRows = 8192;
+  for (int64_t a = range.begin; a < range.end; a += kChunkRows) {
+    (void)io::read_contexts(source, a, std::min(range.end, a + kChunkRows), width);
+  }
+}
+
 Sources parse_sources(const config::RunConfig& cfg) {
   const auto& idc = cfg.identities;
   Sources s;
@@ -45,11 +57,21 @@ Sources parse_sources(const config::RunConfig& cfg) {
 }
 }  // namespace
 
-Sources validate_sources(const config::RunConfig& cfg) {
+Sources validate_sources(const config::RunConfig& cfg, int rank, int world_size) {
   try {
-    return parse_sources(cfg);
+    Sources s = parse_sources(cfg);
+    const auto& idc = cfg.identities;
+    const dist::Range mine = dist::block_partition(idc.count, rank, world_size);
+    check_rows(s.identities, {idc.offset + mine.begin, idc.offset + mine.end}, idc.context_dim);
+    if (!s.pool_is_identity_set) {
+      check_rows(s.pool, dist::block_partition(s.pool_total, rank, world_size), idc.context_dim);
+    }
+    return s;
   } catch (const IoError& e) {
-    // A missing or unreadable file named by the configuration is a configuration error (exit code 2).
+    // A missing or unreadable file named by the configuration is a configuration error (exit code 2),
+    throw ConfigError(std::string("config: ") + e.what());
+  } catch (const InputError& e) {
+    // and so is a bad identity or pool file (wrong dtype or width, NaN/Inf or zero rows, truncated data).
     throw ConfigError(std::string("config: ") + e.what());
   }
 }

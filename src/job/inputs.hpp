@@ -27,9 +27,13 @@ struct Sources {
   negatives::Strategy strategy = negatives::Strategy::kFar;
 };
 
-/// Parses and checks the sources of `cfg` (files exist and are readable, enough rows, a strategy that needs
-/// two identities gets them). Throws ConfigError (also for unreadable files: exit code 2). Serial.
-Sources validate_sources(const config::RunConfig& cfg);
+/// Parses and checks the sources of `cfg`: files exist and are readable, enough rows, a strategy that needs
+/// two identities gets them, and the data itself (dtype, width, every value finite, no zero row, no truncated
+/// data): this rank reads and validates its block (dist::block_partition) of the identity rows and of the pool
+/// rows, one chunk of 8192 rows at a time; together the ranks check every row the run uses, so the lowest
+/// failing rank names the first bad global row. Throws ConfigError (exit code 2), also for unreadable or bad
+/// files. Serial (no communication); call it on every rank.
+Sources validate_sources(const config::RunConfig& cfg, int rank = 0, int world_size = 1);
 
 /// This rank's identities with their contexts, its pool shard, and the negatives of every identity.
 struct RankNegatives {

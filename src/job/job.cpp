@@ -190,7 +190,7 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
 
   // ---- inputs and model, validated before any expensive work --------------------------------------------
   Sources sources;
-  agree(comm, "identities", [&] { sources = validate_sources(cfg); });
+  agree(comm, "identities", [&] { sources = validate_sources(cfg, comm.rank(), comm.size()); });
   std::unique_ptr<sampler::GuidanceSchedule> guidance;
   agree(comm, "guidance", [&] { guidance = make_guidance(cfg, sources.strategy, root); });
   ModelBundle mb;

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "model/pickle_machine.hpp"
+#include "model/zip_check.hpp"
 
 namespace adaptdiff::model {
 namespace {
@@ -23,6 +24,8 @@ StateDict read_dict(const std::string& path, bool int_keys) {
   if (!std::filesystem::is_regular_file(path, ec))
     throw ModelError(where + ": no such file (or not a regular file)");
   try {
+    // miniz allocates what the zip's directory claims: check every claim against the file first.
+    const uint64_t record_bytes = check_zip_sizes(path, std::filesystem::file_size(path));
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (reader.hasRecord("byteorder")) {
       at::DataPtr bo;
@@ -39,7 +42,8 @@ StateDict read_dict(const std::string& path, bool int_keys) {
     const std::string pkl(static_cast<const char*>(pkl_ptr.get()), pkl_size);
     pkl_ptr.clear();
 
-    ValuePtr root = pickle::unpickle(path, pkl, reader);
+    const pickle::Unpickled unpickled = pickle::unpickle(path, pkl, reader, record_bytes);  // owns every value
+    const ValuePtr& root = unpickled.root;
     if (root->kind != Kind::kDict)
       throw ModelError(where + ": the pickle root is a " + describe(*root) + ", expected a dict of name -> tensor");
 

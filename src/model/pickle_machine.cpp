@@ -35,8 +35,18 @@ std::optional<torch::ScalarType> storage_dtype(const std::string& global) {
 /// tensor, so the peak memory is the tensors plus one record.
 class Unpickler {
  public:
-  Unpickler(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader)
-      : path_(path), data_(pkl), reader_(reader) {}
+  /// `record_bytes`: the archive's data (sum of its records' sizes) bounds the bytes of the rebuilt tensors.
+  Unpickler(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader,
+            uint64_t record_bytes)
+      : path_(path), data_(pkl), reader_(reader), bytes_left_(kViewBudget * record_bytes + (uint64_t{1} << 20)) {}
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
+  /// Values may reference each other in cycles (a list appended to itself through the memo) and nest deeply:
+  /// break them unless take_values() handed them on (see Unpickled).
+  ~Unpickler() { Unpickled::break_links(all_); }
+
+  /// Every value made so far (for Unpickled, which then owns breaking their links).
+  std::vector<ValuePtr> take_values() { return std::move(all_); }
 
   ValuePtr run() {
     while (true) {
@@ -201,7 +211,10 @@ class Unpickler {
     return out;
   }
 
-  void push(ValuePtr v) { stack_.push_back(std::move(v)); }
+  void push(ValuePtr v) {
+    if (all_.empty() || all_.back() != v) all_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
 
   void push_int(int64_t i) {
     auto v = Value::make(Kind::kInt);
@@ -277,6 +290,14 @@ class Unpickler {
     return v;
   }
 
+  /// Counts `bytes` of rebuilt tensor or array data against the budget of kViewBudget x the archive's data.
+  void charge(uint64_t bytes) {
+    if (bytes > bytes_left_)
+      fail("the tensors rebuilt so far and this one (" + std::to_string(bytes) + " bytes) exceed " +
+           std::to_string(kViewBudget) + " x the archive's data (shared storages rebuilt over and over?)");
+    bytes_left_ -= bytes;
+  }
+
   void push_bytes(uint64_t n) {
     auto v = Value::make(Kind::kBytes);
     v->s = read_bytes(n);
@@ -299,6 +320,7 @@ class Unpickler {
     if (state.kind != Kind::kTuple || a.size() != 5 || a[2]->kind != Kind::kDtype || a[3]->kind != Kind::kBool ||
         (a[4]->kind != Kind::kBytes && a[4]->kind != Kind::kString))
       fail("numpy.ndarray state is not (version, shape, dtype, fortran_order, bytes)");
+    charge(a[4]->s.size());
     target.tensor = pickle::numpy_array(int_tuple(*a[1], "shape"), a[2]->s, a[2]->byteorder, a[3]->b, a[4]->s,
                                         where());
     target.kind = Kind::kTensor;
@@ -317,7 +339,7 @@ class Unpickler {
     v->dtype = *dtype;
     v->s = it[2]->s;
     v->numel = it[4]->i;
-    if (v->numel < 0) fail("negative storage size");
+    if (v->numel < 0 || v->numel > (int64_t{1} << 58)) fail("storage size " + std::to_string(v->numel) + " out of range");
     return v;
   }
 
@@ -343,27 +365,42 @@ class Unpickler {
     const std::vector<int64_t> stride = int_tuple(*a[3], "stride");
     if (size.size() != stride.size()) fail("_rebuild_tensor_v2: size and stride differ in length");
 
+    // Checked arithmetic: sizes and strides come from the file. A view touches elements up to `last` and holds
+    // `count` elements; both must fit the storage (an expand()-style view with more elements than its storage is
+    // refused: state dicts hold none, and it would let a few bytes of pickle allocate without bound).
+    if (offset < 0) fail("_rebuild_tensor_v2: negative storage offset");
     int64_t last = offset;  // highest element index touched
-    bool empty = false;
+    int64_t count = 1;
     for (size_t d = 0; d < size.size(); ++d) {
       if (size[d] < 0 || stride[d] < 0) fail("_rebuild_tensor_v2: negative size or stride");
-      if (size[d] == 0) empty = true;
-      last += (size[d] - 1) * stride[d];
+      if (size[d] == 0) return torch::empty(size, torch::TensorOptions().dtype(st.dtype));
     }
-    if (empty) return torch::empty(size, torch::TensorOptions().dtype(st.dtype));
-    if (offset < 0 || last >= st.numel)
+    for (size_t d = 0; d < size.size(); ++d) {
+      int64_t reach = 0;
+      if (__builtin_mul_overflow(size[d] - 1, stride[d], &reach) || __builtin_add_overflow(last, reach, &last) ||
+          __builtin_mul_overflow(count, size[d], &count)) {
+        fail("_rebuild_tensor_v2: size and stride overflow 64-bit indices");
+      }
+    }
+    if (last >= st.numel)
       fail("tensor view (offset " + std::to_string(offset) + ", last element " + std::to_string(last) +
            ") exceeds its storage of " + std::to_string(st.numel) + " elements");
+    if (count > st.numel)
+      fail("tensor view of " + std::to_string(count) + " elements is larger than its storage of " +
+           std::to_string(st.numel) + " elements (overlapping views are not supported; save t.contiguous())");
 
     const std::string record = "data/" + st.s;
     if (!reader_.hasRecord(record)) fail("storage record '" + record + "' is missing from the archive");
+    const size_t elem = c10::elementSize(st.dtype);
+    const uint64_t storage_bytes = static_cast<uint64_t>(st.numel) * elem;  // numel < 2^63 / 16: no overflow
+    const uint64_t view_bytes = static_cast<uint64_t>(count) * elem;
+    charge(view_bytes);
     at::DataPtr ptr;
     size_t nbytes = 0;
     std::tie(ptr, nbytes) = reader_.getRecord(record);
-    const size_t elem = c10::elementSize(st.dtype);
-    if (nbytes < static_cast<size_t>(st.numel) * elem)
+    if (nbytes < storage_bytes)
       fail("storage record '" + record + "' holds " + std::to_string(nbytes) + " bytes, expected " +
-           std::to_string(static_cast<size_t>(st.numel) * elem));
+           std::to_string(storage_bytes));
     torch::Tensor storage = torch::from_blob(ptr.get(), {st.numel}, torch::TensorOptions().dtype(st.dtype));
     return storage.as_strided(size, stride, offset).clone(at::MemoryFormat::Contiguous);
   }
@@ -422,6 +459,9 @@ class Unpickler {
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, ValuePtr> memo_;
+  std::vector<ValuePtr> all_;  // every value made, see ~Unpickler
+  static constexpr uint64_t kViewBudget = 4;
+  uint64_t bytes_left_;
 };
 
 
@@ -455,8 +495,21 @@ std::string describe(const Value& v) {
 }
 
 
-ValuePtr unpickle(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader) {
-  return Unpickler(path, pkl, reader).run();
+void Unpickled::break_links(std::vector<ValuePtr>& values) {
+  for (const ValuePtr& v : values) {
+    v->items.clear();
+    v->dict.clear();
+  }
+  values.clear();
+}
+
+Unpickled unpickle(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader,
+                   uint64_t record_bytes) {
+  Unpickler machine(path, pkl, reader, record_bytes);
+  Unpickled out;
+  out.root = machine.run();
+  out.values = machine.take_values();
+  return out;
 }
 
 }  // namespace adaptdiff::model::pickle

@@ -50,9 +50,28 @@ struct Value {
 /// Short description for messages: the kind, plus the text of a str or the name of a global.
 std::string describe(const Value& v);
 
+/// The root object of a pickle, and every value made while running it. Values may reference each other in
+/// cycles (a list appended to itself through the memo) or nest deeply: the destructor empties every container
+/// first, so that no destructor recurses and no cycle leaks. Copy what you need (tensors) before it goes.
+struct Unpickled {
+  ValuePtr root;
+  std::vector<ValuePtr> values;
+  Unpickled() = default;
+  Unpickled(Unpickled&&) = default;
+  Unpickled& operator=(Unpickled&&) = delete;
+  Unpickled(const Unpickled&) = delete;
+  Unpickled& operator=(const Unpickled&) = delete;
+  ~Unpickled() { break_links(values); }
+  /// Empties the items and dict of every value in `values`, then `values` itself.
+  static void break_links(std::vector<ValuePtr>& values);
+};
+
 /// Runs the pickle `pkl` (the `data.pkl` record of the archive `path`) and returns its root object.
-/// Tensor storages are fetched from `reader` lazily, one record per tensor. Throws ModelError naming `path`
-/// and the byte offset for anything outside the supported subset or malformed.
-ValuePtr unpickle(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader);
+/// Tensor storages are fetched from `reader` lazily, one record per tensor; the bytes of all rebuilt tensors and
+/// NumPy arrays together may not exceed 4 x `record_bytes` (the archive's data) + 1 MiB, so that shared storages
+/// cannot be rebuilt without bound. Throws ModelError naming `path` and the byte offset for anything outside the
+/// supported subset, malformed, or over that budget.
+Unpickled unpickle(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader,
+                   uint64_t record_bytes);
 
 }  // namespace adaptdiff::model::pickle

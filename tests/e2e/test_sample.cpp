@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "io/h5_reader.hpp"
 
@@ -55,23 +57,31 @@ std::string sha256_hex(const std::string& path) {
   return os.str();
 }
 
-// Writes a float32 .npy [rows, 512] whose element (r, c) is value(r, c) (numpy format version 1.0).
-template <typename Fn>
-void write_npy(const std::string& path, int rows, Fn value) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", 512), }";
+// Writes a .npy file (format version 1.0) with dtype `descr`, shape [rows, cols] and the raw bytes `data`.
+void write_npy_bytes(const std::string& path, const std::string& descr, int rows, int cols, const std::string& data) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';
   std::ofstream f(path, std::ios::binary);
   f.write("\x93NUMPY\x01\x00", 8);
   const uint16_t len = static_cast<uint16_t>(header.size());
   f.write(reinterpret_cast<const char*>(&len), 2);
-  f << header;
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < 512; ++c) {
+  f << header << data;
+}
+
+// Writes a float32 .npy [rows, cols] whose element (r, c) is value(r, c); `data_rows` rows of data (a shorter
+// file than the header says when data_rows < rows).
+template <typename Fn>
+void write_npy(const std::string& path, int rows, Fn value, int cols = 512, int data_rows = -1) {
+  std::string data;
+  for (int r = 0; r < (data_rows < 0 ? rows : data_rows); ++r) {
+    for (int c = 0; c < cols; ++c) {
       const float v = value(r, c);
-      f.write(reinterpret_cast<const char*>(&v), 4);
+      data.append(reinterpret_cast<const char*>(&v), 4);
     }
   }
+  write_npy_bytes(path, "<f4", rows, cols, data);
 }
 
 class SampleE2E : public ::testing::Test {
@@ -299,6 +309,34 @@ TEST_F(SampleE2E, BadIdentityRowIsNamedBeforeAnyWork) {
   EXPECT_EQ(r.code, 2) << "bad input: " << r.output;
   EXPECT_NE(r.output.find("row 4"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir_ / "nan.h5"));
+}
+
+TEST_F(SampleE2E, BadIdentityFilesExitTwoOnDryRunBeforeTheModelLoads) {
+  // model.unet names a file that does not exist: had the model been loaded first, the run would exit 1 naming it.
+  auto good = [](int r, int c) { return 0.01f * static_cast<float>((r * 7 + c) % 13 + 1); };
+  struct Case {
+    std::string file;
+    std::vector<std::string> needles;
+  };
+  const std::vector<Case> cases = {{"nan.npy", {"global row 5", "column 3", "NaN"}},
+                                   {"width.npy", {"width 8", "expected 512"}},
+                                   {"dtype.npy", {"'<i4' (int32)"}},
+                                   {"short.npy", {"truncated", "rows from 4 on"}}};
+  write_npy((dir_ / "nan.npy").string(), 8, [&](int r, int c) { return r == 5 && c == 3 ? NAN : good(r, c); });
+  write_npy((dir_ / "width.npy").string(), 8, good, /*cols=*/8);
+  write_npy_bytes((dir_ / "dtype.npy").string(), "<i4", 8, 512, std::string(8 * 512 * 4, '\x01'));
+  write_npy((dir_ / "short.npy").string(), 8, good, 512, /*data_rows=*/4);
+  for (const Case& c : cases) {
+    const std::string npy = (dir_ / c.file).string();
+    const auto r = sample(2, golden_config("bad.h5"),
+                          "--dry-run --set identities.source=\\\"" + npy + "\\\" --set model.unet=\\\"" +
+                              (dir_ / "no_such_unet.ckpt").string() + "\\\"");
+    EXPECT_EQ(r.code, 2) << c.file << ":\n" << r.output;
+    EXPECT_NE(r.output.find(npy), std::string::npos) << r.output;
+    for (const std::string& n : c.needles) EXPECT_NE(r.output.find(n), std::string::npos) << n << " in:\n" << r.output;
+    EXPECT_EQ(r.output.find("no_such_unet"), std::string::npos) << "the model was loaded first:\n" << r.output;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
 }
 
 TEST_F(SampleE2E, MismatchedCheckpointListsKeys) {

@@ -112,6 +112,21 @@ TEST_F(ConfigTest, SyntaxErrorNamesFileAndLine) {
   expect_error("[model\nkind = 1\n", {"run.toml", "line 1"});
 }
 
+// Regression of fuzz/fuzz_run_config: toml++ 3.x reaches TOML_UNREACHABLE (undefined behaviour) when a value is
+// followed by some non-ASCII characters, e.g. U+0183 ("\xc6\x83") after "1000": such text is refused before
+// toml++ sees it. Non-ASCII text in comments and strings (basic, literal, multi-line) is still read as written.
+TEST_F(ConfigTest, NonAsciiOutsideStringsIsASyntaxErrorAndInsideIsKept) {
+  expect_error(minimal() + "[run]\nseed = 1000\xc6\x83\n", {"run.toml", "line 8:12", "non-ASCII"});
+  const auto cfg = load_run_config(
+      write("run.toml", "# caf\xc3\xa9 \xc6\x83\n[model]\narchitecture = \"\xc3\xbc \\\" x.toml\"\ninit = \"random\"\n"
+                        "[identities]\ncount = 4\nimages_per_identity = 2\n"
+                        "[negatives]\npool = '''p\xc6\x83.npy'''\n"),
+      {"output.path=o\xc6\x83.h5"});  // not TOML: the override is taken as a string
+  EXPECT_EQ(cfg.model.architecture, (dir_ / "\xc3\xbc \" x.toml").string());
+  EXPECT_EQ(cfg.negatives.pool, (dir_ / "p\xc6\x83.npy").string());
+  EXPECT_EQ(cfg.output.path, (dir_ / "o\xc6\x83.h5").string());
+}
+
 TEST_F(ConfigTest, ResolvedTomlRoundTrips) {
   const auto a = load_run_config(write("run.toml", minimal() + "[run]\nseed = 9\n"));
   const auto text = adaptdiff::config::to_toml(a);
