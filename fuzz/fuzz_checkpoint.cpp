@@ -1,4 +1,5 @@
-// Fuzz target: model::read_state_dict, the zip + pickle checkpoint reader (src/model/checkpoint.cpp).
+// Fuzz target: model::read_array_dict, the zip + pickle reader of checkpoints and context dicts
+// (src/model/checkpoint.cpp, pickle_machine.cpp, numpy_pickle.cpp); read_state_dict is the same machine.
 // Two modes, chosen by the first byte of the input:
 //   'P' + bytes  the bytes become `archive/data.pkl` of a well-formed zip (written with LibTorch's
 //                PyTorchStreamWriter, so CRCs are right) that also holds eight 256-byte storage records
@@ -36,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     adaptdiff::fuzz::write_file(path, data, size);
   }
   try {
-    const adaptdiff::model::StateDict sd = adaptdiff::model::read_state_dict(path);
+    const adaptdiff::model::StateDict sd = adaptdiff::model::read_array_dict(path);
     for (const auto& [name, t] : sd) (void)t.sum();  // touch every element
   } catch (const adaptdiff::Error&) {
   }

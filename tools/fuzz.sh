@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the readers that take files from users (libFuzzer + AddressSanitizer + UBSan; see fuzz/CMakeLists.txt):
 #   fuzz_npy         .npy identity files (header parser, row reader, identity reader's .npy path)
-#   fuzz_checkpoint  zip + pickle checkpoints (model::read_state_dict)
+#   fuzz_checkpoint  zip + pickle checkpoints and context dicts with NumPy arrays (model::read_array_dict)
 #   fuzz_run_config  TOML run configurations (config::load_run_config, --set overrides, to_toml round trip)
 # Usage: tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]    (default 180 s, all three targets)
 # Builds build-fuzz with clang (CC=clang CXX=clang++ -DADAPTDIFF_FUZZ=ON), prepares the seed corpora under
@@ -41,6 +41,21 @@ golden=()
 for f in "$shared"/golden/idiff_face_tiny/*.pt "$shared"/golden/idiff_face_tiny/*.ckpt; do
   [ -f "$f" ] && golden+=("$f")
 done
+# torch.save'd dicts of NumPy arrays (upstream's context files), when Debian's python3-torch is there.
+mkdir -p "$build/generated/numpy"
+if /usr/bin/python3 -c "import torch, numpy" 2>/dev/null; then
+  /usr/bin/python3 - "$build/generated/numpy" <<'PY'
+import sys, numpy as np, torch
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+torch.save({"id_0": rng.standard_normal(8).astype(np.float32), 7: rng.standard_normal(8).astype(">f8")},
+           f"{out}/contexts_dict.npy")
+torch.save({"a": rng.standard_normal((2, 3)).astype(np.float16).T, "b": np.arange(4)}, f"{out}/mixed_dict.pt")
+PY
+  for f in "$build"/generated/numpy/*; do golden+=("$f"); done
+else
+  echo "fuzz: no python3-torch: no NumPy-dict seeds"
+fi
 ((${#golden[@]})) || echo "fuzz: no golden checkpoints under $shared/golden/idiff_face_tiny (seeds from generated files only)"
 "$build/fuzz/fuzz_make_seeds" "$build/generated" ${golden[@]+"${golden[@]}"}
 cp "$build"/generated/npy/* "$corpus/fuzz_npy/"
