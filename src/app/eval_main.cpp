@@ -39,14 +39,7 @@ struct Args {
   bool no_plot = false, keep_scores = false;
 };
 
-int exit_code_of(const std::exception& e) {
-  if (dynamic_cast<const adaptdiff::InputError*>(&e) != nullptr ||
-      dynamic_cast<const adaptdiff::ConfigError*>(&e) != nullptr ||
-      dynamic_cast<const adaptdiff::ModelError*>(&e) != nullptr) {
-    return static_cast<int>(ExitCode::kUsage);
-  }
-  return static_cast<int>(ExitCode::kFailure);
-}
+int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
 
 void add_options(CLI::App& app, Args& a) {
   auto* emb = app.add_option("--embeddings", a.embeddings,

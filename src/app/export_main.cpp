@@ -16,12 +16,7 @@
 namespace {
 namespace ex = adaptdiff::exporter;
 
-int exit_code_of(const std::exception& e) {
-  if (dynamic_cast<const adaptdiff::InputError*>(&e) != nullptr || dynamic_cast<const adaptdiff::ConfigError*>(&e) != nullptr) {
-    return static_cast<int>(adaptdiff::ExitCode::kUsage);
-  }
-  return static_cast<int>(adaptdiff::ExitCode::kFailure);
-}
+int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
 
 const char* kFooter = R"(Formats:
   imagefolder  DIR/<identity>/<k>.<ext>, names zero-padded to one width (string order = numeric order), and
