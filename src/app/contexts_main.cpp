@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -61,6 +62,11 @@ void run_import(const dist::Comm& world, const Options& o) {
   });
 }
 
+/// The CSV beside the HDF5 table: `out` with its extension (of the file name only) replaced by ".csv".
+std::string csv_path(const std::string& out) {
+  return std::filesystem::path(out).replace_extension(".csv").string();
+}
+
 void write_csv(const std::string& path, const contexts::NegativeTable& table) {
   std::ofstream f(path, std::ios::trunc);
   f << "identity,negative_index,negative_similarity\n";
@@ -81,7 +87,14 @@ void run_negatives(const dist::Comm& world, const Options& o) {
     if (src.kind == io::ContextSource::kSyntheticUniform)
       throw InputError("adaptdiff-contexts negatives: --identities must be a file (.h5 or .npy); make one with "
                        "'adaptdiff-contexts create'");
-    if (world.rank() == 0) io::check_new_output(o.out, o.force, "adaptdiff-contexts negatives");
+    if (world.rank() != 0) return;
+    io::check_new_output(o.out, o.force, "adaptdiff-contexts negatives");
+    if (o.csv) {
+      if (csv_path(o.out) == o.out)
+        throw InputError("adaptdiff-contexts negatives: --out '" + o.out + "' ends in .csv; name the HDF5 table "
+                         "otherwise (the CSV goes beside it)");
+      io::check_new_output(csv_path(o.out), o.force, "adaptdiff-contexts negatives");
+    }
   });
   const contexts::NegativeTable table =
       contexts::select_negative_table(world, src, strategy, o.seed, o.dim, o.block_rows);
@@ -95,11 +108,8 @@ void run_negatives(const dist::Comm& world, const Options& o) {
     file.attributes["strategy"] = negatives::fingerprint(strategy, o.seed, "");
     file.attributes["identities"] = io::describe(src);
     io::write_small_file(o.out, file);
-    std::string csv;
-    if (o.csv) {
-      csv = o.out.substr(0, o.out.rfind('.') == std::string::npos ? o.out.size() : o.out.rfind('.')) + ".csv";
-      write_csv(csv, table);
-    }
+    const std::string csv = o.csv ? csv_path(o.out) : "";
+    if (o.csv) write_csv(csv, table);
     log::info("negatives: '{}' for {} identities on {} rank(s) -> {}{}; {}", o.strategy, n, world.size(), o.out,
               csv.empty() ? "" : " and " + csv, contexts::similarity_summary(table.negative_similarity));
   });

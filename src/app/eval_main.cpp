@@ -128,18 +128,12 @@ int evaluate(const adaptdiff::dist::Comm& world, const Args& a) {
     eval::EmbedOptions opts = a.embed;
     opts.model_path = a.fr_model;
     eval::Embedded e;
-    as_input_error([&] { e = eval::embed_store(world, a.images, opts); });
+    e = eval::embed_store(world, a.images, opts);
     if (root && e.skipped > 0) {
       adaptdiff::log::warn("{} of {} samples of '{}' are not done (sample_checksum 0): skipped", e.skipped, e.rows,
                            a.images);
     }
     data = {e.embeddings, e.identity};
-    const std::string path = a.out + "/embeddings.h5";
-    adaptdiff::dist::agree(world, "eval::save", [&] {
-      if (root) adaptdiff::io::write_embeddings_file(path, data);
-    });
-    if (root) adaptdiff::log::info("wrote {} ({} embeddings of width {})", path, data.embeddings.size(0),
-                                   data.embeddings.size(1));
   } else {
     as_input_error([&] {
       adaptdiff::dist::agree(world, "eval::read", [&] { data = adaptdiff::io::read_embeddings_file(a.embeddings); });
@@ -154,6 +148,14 @@ int evaluate(const adaptdiff::dist::Comm& world, const Args& a) {
     identity.assign(id.data_ptr<int64_t>(), id.data_ptr<int64_t>() + id.numel());
     plan = eval::plan_pairs(identity, a.impostor_pairs, a.seed);
   });
+  if (!a.images.empty()) {  // saved once they are known to be usable, so bad input writes nothing
+    const std::string path = a.out + "/embeddings.h5";
+    adaptdiff::dist::agree(world, "eval::save", [&] {
+      if (root) adaptdiff::io::write_embeddings_file(path, data);
+    });
+    if (root) adaptdiff::log::info("wrote {} ({} embeddings of width {})", path, data.embeddings.size(0),
+                                   data.embeddings.size(1));
+  }
   if (root) {
     adaptdiff::log::info("{} embeddings, {} identities ({} with one image): {} genuine and {} impostor pairs{}",
                          identity.size(), plan.identities, plan.single_image_identities, plan.genuine.size(),

@@ -12,7 +12,7 @@ namespace {
 
 std::string first_bytes(const std::string& path, size_t n) {
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("adaptdiff-contexts import: cannot open '" + path + "' (does it exist and is it readable?)");
+  if (!f) throw InputError("adaptdiff-contexts import: cannot open '" + path + "' (does it exist and is it readable?)");
   std::string head(n, '\0');
   f.read(head.data(), static_cast<std::streamsize>(n));
   head.resize(static_cast<size_t>(f.gcount()));

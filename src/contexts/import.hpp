@@ -22,8 +22,8 @@ struct ImportedContexts {
 /// Reads `path`, recognising the format by its first bytes (zip "PK\x03\x04" or NumPy "\x93NUMPY").
 /// Every row must have `width` finite values and a non-zero norm.
 /// Throws InputError naming the file and the key or row at fault: another format, a dict value that is not
-/// a 1-D float array of `width` values (or [1, width]), NaN/Inf, a zero row, an empty file; ModelError from
-/// the pickle reader (unsupported pickle content, truncated archive); IoError when the file cannot be read.
+/// a 1-D float array of `width` values (or [1, width]), NaN/Inf, a zero row, an empty file, a file that cannot
+/// be opened; ModelError from the pickle reader (unsupported pickle content, truncated archive).
 ImportedContexts import_contexts(const std::string& path, int64_t width = 512);
 
 }  // namespace adaptdiff::contexts

@@ -18,9 +18,13 @@ NegativeTable select_negative_table(const dist::Comm& comm, const io::ContextSou
   torch::Tensor mine;
   dist::Range span;
   dist::agree(comm, "identities", [&] {
-    n = io::context_rows(identities);
-    span = dist::block_partition(n, comm.rank(), comm.size());
-    mine = io::read_contexts(identities, span.begin, span.end, width);
+    try {  // the identity file is the tool's input: one that cannot be read is bad input (exit 2)
+      n = io::context_rows(identities);
+      span = dist::block_partition(n, comm.rank(), comm.size());
+      mine = io::read_contexts(identities, span.begin, span.end, width);
+    } catch (const IoError& e) {
+      throw InputError(e.what());
+    }
   });
   const negatives::Selection sel = dist::select_negatives_distributed(comm, mine, span.begin, mine, span.begin, n,
                                                                       /*pool_is_identity_set=*/true, strategy, seed,

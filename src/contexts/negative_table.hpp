@@ -21,8 +21,8 @@ struct NegativeTable {
 /// Collective over `comm`. Each rank reads its block of rows of `identities` (width `width`), then all ranks
 /// run the distributed selection with `strategy` (and `seed` for random); the table is returned whole on
 /// every rank. Equal for any rank count (the selection is exact; see negatives/selection.hpp).
-/// Throws InputError on every rank for bad input (unreadable rows, NaN/zero rows, fewer than 2 identities for
-/// a strategy that picks a row), IoError for an unreadable file, CommError on an MPI failure.
+/// Throws InputError on every rank for bad input (a missing or unreadable file, NaN/zero rows, fewer than 2
+/// identities for a strategy that picks a row), CommError on an MPI failure.
 NegativeTable select_negative_table(const dist::Comm& comm, const io::ContextSource& identities,
                                     negatives::Strategy strategy, uint64_t seed, int64_t width,
                                     int64_t block_rows = 1024);

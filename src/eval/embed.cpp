@@ -102,13 +102,34 @@ torch::Tensor preprocess_faces(const torch::Tensor& images, bool bgr) {
   return ((x - 127.5f) / 127.5f).contiguous();
 }
 
+namespace {
+
+/// The images of the done rows done[a..b) (ascending), read as contiguous runs so that rows that are not done
+/// between them are never read: uint8 [b - a, H, W, 3].
+torch::Tensor read_done_images(const io::StoreReader& store, const std::vector<int64_t>& done, int64_t a, int64_t b) {
+  std::vector<torch::Tensor> runs;
+  for (int64_t first = a; first < b;) {
+    int64_t last = first + 1;
+    while (last < b && done[last] == done[last - 1] + 1) ++last;
+    runs.push_back(store.read_images(done[first], done[last - 1] + 1));
+    first = last;
+  }
+  return runs.size() == 1 ? runs.front() : torch::cat(runs);
+}
+
+}  // namespace
+
 Embedded embed_store(const dist::Comm& comm, const std::string& data_h5, const EmbedOptions& options) {
   Embedded result;
   std::unique_ptr<io::StoreReader> store;
   std::vector<int64_t> done;
   torch::Tensor labels;
   dist::agree(comm, "eval::open_images", [&] {
-    store = std::make_unique<io::StoreReader>(data_h5);
+    try {  // a file that cannot be opened as a sampling output is bad input (exit 2), not a runtime failure
+      store = std::make_unique<io::StoreReader>(data_h5);
+    } catch (const IoError& e) {
+      throw InputError(e.what());
+    }
     const torch::Tensor checksum = store->read_int64("sample_checksum");
     labels = store->read_int64("identity");
     result.rows = checksum.numel();
@@ -134,9 +155,7 @@ Embedded embed_store(const dist::Comm& comm, const std::string& data_h5, const E
     std::vector<torch::Tensor> parts;
     for (int64_t a = mine.begin; a < mine.end; a += options.batch_size) {
       const int64_t b = std::min(mine.end, a + options.batch_size);
-      const torch::Tensor rows = torch::tensor(std::vector<int64_t>(done.begin() + a, done.begin() + b));
-      const torch::Tensor block = store->read_images(done[a], done[b - 1] + 1);
-      const torch::Tensor images = block.index_select(0, rows - done[a]);
+      const torch::Tensor images = read_done_images(*store, done, a, b);
       parts.push_back(forward(model, preprocess_faces(images, options.bgr).to(device), options.model_path));
       progress.update(b - mine.begin);
     }

@@ -55,7 +55,7 @@ struct Metrics {
   double genuine_std = 0.0;    ///< population standard deviation (ddof = 0, as numpy.std)
   double impostor_mean = 0.0;
   double impostor_std = 0.0;
-  double fdr = 0.0;            ///< (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2); +inf when both variances are 0
+  double fdr = 0.0;            ///< (mu_G - mu_I)^2 / (sigma_G^2 + sigma_I^2); NaN when both variances are 0 (metrics.json: null)
   int64_t n_genuine = 0;
   int64_t n_impostor = 0;
   bool curves_meet = true;     ///< kPyeer only: false when pyeer would warn and return EER 1

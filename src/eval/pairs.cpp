@@ -110,6 +110,11 @@ PairPlan plan_pairs(const std::vector<int64_t>& identity, int64_t requested_impo
     plan.n_impostor = plan.total_impostor_pairs;
     return plan;
   }
+  if (requested_impostors > kMaxAllImpostorPairs) {
+    throw InputError("eval: --impostor-pairs " + std::to_string(requested_impostors) + " is more than the " +
+                     std::to_string(kMaxAllImpostorPairs) + " pairs scored at most at once (every rank holds every "
+                     "score)\n---> HINT: ask for fewer impostor pairs");
+  }
   plan.all_impostors = false;
   std::mt19937_64 engine(seed);
   plan.impostor = 2 * requested_impostors > plan.total_impostor_pairs

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 #include "io/h5_handle.hpp"
+#include "io/small_file.hpp"
 
 namespace adaptdiff::io {
 
@@ -34,27 +35,6 @@ torch::Tensor read_typed(hid_t file, const std::string& path, const char* name, 
   return out;
 }
 
-h5::Handle create_file(const std::string& path, const char* op) {
-  h5::silence_error_printing();
-  const h5::Site site(op, path);
-  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) site.fail("H5Fcreate", __FILE__, __LINE__, h5::file_open_hint(true));
-  return h5::Handle(id, H5Fclose, "H5Fclose", site);
-}
-
-void write_dataset(hid_t file, const h5::Site& file_site, const char* name, hid_t file_type, hid_t mem_type,
-                   const std::vector<hsize_t>& dims, const void* data) {
-  const h5::Site site = file_site.at(name);
-  h5::Handle space = ADAPTDIFF_H5_OPEN(site, H5Sclose, H5Screate_simple, static_cast<int>(dims.size()), dims.data(),
-                                       nullptr);
-  h5::Handle d = ADAPTDIFF_H5_OPEN(site, H5Dclose, H5Dcreate2, file, name, file_type, space.get(), H5P_DEFAULT,
-                                   H5P_DEFAULT, H5P_DEFAULT);
-  bool empty = false;
-  for (hsize_t v : dims) empty = empty || v == 0;
-  if (!empty) ADAPTDIFF_H5(site, H5Dwrite, d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
-  d.close();
-}
-
 }  // namespace
 
 EmbeddingsFile read_embeddings_file(const std::string& path) {
@@ -66,24 +46,18 @@ EmbeddingsFile read_embeddings_file(const std::string& path) {
 }
 
 void write_embeddings_file(const std::string& path, const EmbeddingsFile& data) {
-  const torch::Tensor emb = data.embeddings.to(torch::kFloat32).contiguous();
-  const torch::Tensor id = data.identity.to(torch::kInt64).contiguous();
-  h5::Handle file = create_file(path, "eval::write_embeddings");
-  const h5::Site site("eval::write_embeddings", path);
-  write_dataset(file.get(), site, "embeddings", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
-                {static_cast<hsize_t>(emb.size(0)), static_cast<hsize_t>(emb.size(1))}, emb.data_ptr());
-  write_dataset(file.get(), site, "identity", H5T_STD_I64LE, H5T_NATIVE_INT64, {static_cast<hsize_t>(id.size(0))},
-                id.data_ptr());
-  file.close();
+  SmallFile file;
+  file.arrays.emplace_back("embeddings", data.embeddings.to(torch::kFloat32));
+  file.arrays.emplace_back("identity", data.identity.to(torch::kInt64));
+  write_small_file(path, file);
 }
 
 void write_scores_file(const std::string& path, const std::vector<double>& genuine,
                        const std::vector<double>& impostor) {
-  h5::Handle file = create_file(path, "eval::write_scores");
-  const h5::Site site("eval::write_scores", path);
-  write_dataset(file.get(), site, "genuine", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {genuine.size()}, genuine.data());
-  write_dataset(file.get(), site, "impostor", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, {impostor.size()}, impostor.data());
-  file.close();
+  SmallFile file;
+  file.arrays.emplace_back("genuine", torch::tensor(genuine, torch::kDouble));
+  file.arrays.emplace_back("impostor", torch::tensor(impostor, torch::kDouble));
+  write_small_file(path, file);
 }
 
 }  // namespace adaptdiff::io

@@ -21,11 +21,11 @@ struct EmbeddingsFile {
 /// the root members) or another type/rank; IoError when the file cannot be opened or read.
 EmbeddingsFile read_embeddings_file(const std::string& path);
 
-/// Creates (truncates) `path` with `embeddings` (float32 CPU [N, D]) and `identity` (int64 CPU [N]).
-/// Throws IoError naming the file when it cannot be written.
+/// Writes `path` (replacing it, through write_small_file: temp file + rename) with `embeddings` (float32 CPU
+/// [N, D]) and `identity` (int64 CPU [N]). Throws IoError naming the file when it cannot be written.
 void write_embeddings_file(const std::string& path, const EmbeddingsFile& data);
 
-/// Creates (truncates) `path` with 1-D float64 datasets `genuine` and `impostor`. Throws IoError.
+/// Writes `path` (as write_embeddings_file) with 1-D float64 datasets `genuine` and `impostor`. Throws IoError.
 void write_scores_file(const std::string& path, const std::vector<double>& genuine,
                        const std::vector<double>& impostor);
 

@@ -98,26 +98,4 @@ void check_new_output(const std::string& path, bool overwrite, const std::string
                      "' (missing or not writable)");
 }
 
-std::vector<std::string> read_string_dataset(const std::string& path, const std::string& name) {
-  const h5::Site site("read_string_dataset", path, name);
-  h5::Handle file = h5::open_file_serial(path, H5F_ACC_RDONLY, true, "read_string_dataset");
-  if (H5Lexists(file.get(), name.c_str(), H5P_DEFAULT) <= 0)
-    throw IoError("read_string_dataset: '" + path + "' has no dataset '" + name + "'; it holds " +
-                  h5::list_group(file.get(), "/", site));
-  h5::Handle dset = ADAPTDIFF_H5_OPEN(site, H5Dclose, H5Dopen2, file.get(), name.c_str(), H5P_DEFAULT);
-  h5::Handle ftype = ADAPTDIFF_H5_OPEN(site, H5Tclose, H5Dget_type, dset.get());
-  const auto dims = h5::dataset_dims(dset.get(), site);
-  if (h5::type_class(ftype.get(), site) != H5T_STRING || dims.size() != 1)
-    throw IoError("read_string_dataset: '" + path + "': dataset '" + name + "' is not a 1-D string dataset");
-  std::vector<std::string> out(dims[0]);
-  if (dims[0] == 0) return out;
-  h5::Handle type = utf8_string_type(site);
-  std::vector<char*> ptrs(dims[0], nullptr);
-  ADAPTDIFF_H5(site, H5Dread, dset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data());
-  h5::Handle space = ADAPTDIFF_H5_OPEN(site, H5Sclose, H5Dget_space, dset.get());
-  for (size_t k = 0; k < ptrs.size(); ++k) out[k] = ptrs[k] ? ptrs[k] : "";
-  ADAPTDIFF_H5(site, H5Dvlen_reclaim, type.get(), space.get(), H5P_DEFAULT, ptrs.data());
-  return out;
-}
-
 }  // namespace adaptdiff::io

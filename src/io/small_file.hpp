@@ -1,6 +1,6 @@
 #pragma once
 // Serial writer of the small HDF5 files the dataset tools exchange: identity files (`contexts`,
-// `identity_name`), negative tables, embeddings. Whole datasets at once, written to `<path>.tmp` and renamed,
+// `identity_name`), negative tables, embeddings and scores. Whole datasets at once, written to `<path>.tmp` and renamed,
 // so a killed writer never leaves a half file at `path`. Readers: io::H5Reader, h5py, h5dump.
 #include <torch/types.h>
 
@@ -30,9 +30,5 @@ void write_small_file(const std::string& path, const SmallFile& content);
 /// requires the folder to be writable and `path` not to exist unless `overwrite`. `tool` starts the message.
 /// Throws InputError (bad command line: the caller exits 2 and nothing was written) naming the path.
 void check_new_output(const std::string& path, bool overwrite, const std::string& tool);
-
-/// Reads the 1-D variable-length string dataset `name` of `path`. Throws IoError naming the file
-/// when it is missing or not a string dataset.
-std::vector<std::string> read_string_dataset(const std::string& path, const std::string& name);
 
 }  // namespace adaptdiff::io

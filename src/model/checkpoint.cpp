@@ -19,7 +19,7 @@ using pickle::ValuePtr;
 /// The pickled root dict of a torch.save archive as (name, tensor) pairs in file order; `int_keys` also accepts
 /// integer keys (as decimal text). NumPy array values are converted like tensors.
 StateDict read_dict(const std::string& path, bool int_keys) {
-  const std::string where = "read_state_dict: '" + path + "'";
+  const std::string where = std::string(int_keys ? "read_array_dict" : "read_state_dict") + ": '" + path + "'";
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     throw ModelError(where + ": no such file (or not a regular file)");

@@ -53,126 +53,147 @@ class Unpickler {
       if (pos_ >= data_.size()) fail("truncated pickle: no STOP opcode before the end of data.pkl");
       op_pos_ = pos_;
       const uint8_t op = static_cast<uint8_t>(data_[pos_++]);
-      switch (op) {
-        case 0x80: read_bytes(1); break;                             // PROTO
-        case 0x95: read_bytes(8); break;                             // FRAME (framing is only a hint)
-        case '}': push(Value::make(Kind::kDict)); break;             // EMPTY_DICT
-        case ']': push(Value::make(Kind::kList)); break;             // EMPTY_LIST
-        case ')': push(Value::make(Kind::kTuple)); break;            // EMPTY_TUPLE
-        case '(': marks_.push_back(stack_.size()); break;            // MARK
-        case 't': {                                                  // TUPLE
-          auto v = Value::make(Kind::kTuple);
-          v->items = pop_to_mark();
-          push(v);
-          break;
-        }
-        case 0x85: case 0x86: case 0x87: {                           // TUPLE1/2/3
-          const size_t n = op - 0x84;
-          need_stack(n);
-          auto v = Value::make(Kind::kTuple);
-          v->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
-          stack_.resize(stack_.size() - n);
-          push(v);
-          break;
-        }
-        case 'X': push_string(read_uint(4)); break;                  // BINUNICODE
-        case 0x8c: push_string(read_uint(1)); break;                 // SHORT_BINUNICODE
-        case 0x8d: push_string(read_uint(8)); break;                 // BINUNICODE8
-        case 'c': {                                                  // GLOBAL "module\nname\n"
-          const std::string module = read_line();
-          const std::string name = read_line();
-          push(make_global(module, name));
-          break;
-        }
-        case 0x93: {                                                 // STACK_GLOBAL
-          ValuePtr name = pop();
-          ValuePtr module = pop();
-          if (module->kind != Kind::kString || name->kind != Kind::kString)
-            fail("STACK_GLOBAL expects two strings");
-          push(make_global(module->s, name->s));
-          break;
-        }
-        case 'q': memo_put(read_uint(1)); break;                     // BINPUT
-        case 'r': memo_put(read_uint(4)); break;                     // LONG_BINPUT
-        case 0x94: memo_put(memo_.size()); break;                    // MEMOIZE
-        case 'h': push(memo_get(read_uint(1))); break;               // BINGET
-        case 'j': push(memo_get(read_uint(4))); break;               // LONG_BINGET
-        case 'J': push_int(static_cast<int32_t>(read_uint(4))); break;   // BININT (signed 32 bit)
-        case 'K': push_int(static_cast<int64_t>(read_uint(1))); break;   // BININT1
-        case 'M': push_int(static_cast<int64_t>(read_uint(2))); break;   // BININT2
-        case 0x8a: push_int(read_long1()); break;                    // LONG1
-        case 'G': {                                                  // BINFLOAT (big-endian double)
-          const std::string b = read_bytes(8);
-          uint64_t bits = 0;
-          for (char c : b) bits = (bits << 8) | static_cast<uint8_t>(c);
-          auto v = Value::make(Kind::kFloat);
-          std::memcpy(&v->f, &bits, sizeof bits);
-          push(v);
-          break;
-        }
-        case 0x88: case 0x89: {                                      // NEWTRUE / NEWFALSE
-          auto v = Value::make(Kind::kBool);
-          v->b = op == 0x88;
-          push(v);
-          break;
-        }
-        case 'N': push(Value::make(Kind::kNone)); break;             // NONE
-        case 'Q': push(persistent_load(pop())); break;               // BINPERSID
-        case 'R': {                                                  // REDUCE
-          ValuePtr args = pop();
-          ValuePtr callable = pop();
-          push(reduce(*callable, *args));
-          break;
-        }
-        case 'b': {                                                  // BUILD
-          ValuePtr state = pop();
-          need_stack(1);
-          build(*stack_.back(), *state);
-          break;
-        }
-        case 'C': push_bytes(read_uint(1)); break;                   // SHORT_BINBYTES
-        case 'B': push_bytes(read_uint(4)); break;                   // BINBYTES
-        case 0x8e: push_bytes(read_uint(8)); break;                  // BINBYTES8
-        case 's': {                                                  // SETITEM
-          ValuePtr value = pop();
-          ValuePtr key = pop();
-          dict_top()->dict.emplace_back(key, value);
-          break;
-        }
-        case 'u': {                                                  // SETITEMS
-          std::vector<ValuePtr> kv = pop_to_mark();
-          if (kv.size() % 2 != 0) fail("SETITEMS with an odd number of items");
-          Value* d = dict_top();
-          for (size_t k = 0; k < kv.size(); k += 2) d->dict.emplace_back(kv[k], kv[k + 1]);
-          break;
-        }
-        case 'a': {                                                  // APPEND
-          ValuePtr value = pop();
-          list_top()->items.push_back(value);
-          break;
-        }
-        case 'e': {                                                  // APPENDS
-          std::vector<ValuePtr> vs = pop_to_mark();
-          Value* l = list_top();
-          l->items.insert(l->items.end(), vs.begin(), vs.end());
-          break;
-        }
-        case '.': {                                                  // STOP
-          if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
-          return stack_.back();
-        }
-        default: {
-          std::ostringstream os;
-          os << "unsupported pickle opcode 0x" << std::hex << static_cast<int>(op);
-          if (op >= 0x20 && op < 0x7f) os << " ('" << static_cast<char>(op) << "')";
-          fail(os.str());
-        }
+      if (op == '.') {                                               // STOP
+        if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
+        return stack_.back();
       }
+      if (scalar_op(op) || container_op(op) || object_op(op)) continue;
+      std::ostringstream os;
+      os << "unsupported pickle opcode 0x" << std::hex << static_cast<int>(op);
+      if (op >= 0x20 && op < 0x7f) os << " ('" << static_cast<char>(op) << "')";
+      fail(os.str());
     }
   }
 
  private:
-  std::string where() const { return "read_state_dict: '" + path_ + "': data.pkl offset " + std::to_string(op_pos_); }
+  /// Framing, memo, strings, bytes, numbers, booleans and None. Returns false for any other opcode.
+  bool scalar_op(uint8_t op) {
+    switch (op) {
+      case 0x80: read_bytes(1); return true;                             // PROTO
+      case 0x95: read_bytes(8); return true;                             // FRAME (framing is only a hint)
+      case 'X': push_string(read_uint(4)); return true;                  // BINUNICODE
+      case 0x8c: push_string(read_uint(1)); return true;                 // SHORT_BINUNICODE
+      case 0x8d: push_string(read_uint(8)); return true;                 // BINUNICODE8
+      case 'q': memo_put(read_uint(1)); return true;                     // BINPUT
+      case 'r': memo_put(read_uint(4)); return true;                     // LONG_BINPUT
+      case 0x94: memo_put(memo_.size()); return true;                    // MEMOIZE
+      case 'h': push(memo_get(read_uint(1))); return true;               // BINGET
+      case 'j': push(memo_get(read_uint(4))); return true;               // LONG_BINGET
+      case 'J': push_int(static_cast<int32_t>(read_uint(4))); return true;   // BININT (signed 32 bit)
+      case 'K': push_int(static_cast<int64_t>(read_uint(1))); return true;   // BININT1
+      case 'M': push_int(static_cast<int64_t>(read_uint(2))); return true;   // BININT2
+      case 0x8a: push_int(read_long1()); return true;                    // LONG1
+      case 'G': {                                                  // BINFLOAT (big-endian double)
+        const std::string b = read_bytes(8);
+        uint64_t bits = 0;
+        for (char c : b) bits = (bits << 8) | static_cast<uint8_t>(c);
+        auto v = Value::make(Kind::kFloat);
+        std::memcpy(&v->f, &bits, sizeof bits);
+        push(v);
+        return true;
+      }
+      case 0x88: case 0x89: {                                      // NEWTRUE / NEWFALSE
+        auto v = Value::make(Kind::kBool);
+        v->b = op == 0x88;
+        push(v);
+        return true;
+      }
+      case 'N': push(Value::make(Kind::kNone)); return true;             // NONE
+      case 'C': push_bytes(read_uint(1)); return true;                   // SHORT_BINBYTES
+      case 'B': push_bytes(read_uint(4)); return true;                   // BINBYTES
+      case 0x8e: push_bytes(read_uint(8)); return true;                  // BINBYTES8
+      default:
+        return false;
+    }
+  }
+
+  /// Marks, tuples, lists and dicts. Returns false for any other opcode.
+  bool container_op(uint8_t op) {
+    switch (op) {
+      case '}': push(Value::make(Kind::kDict)); return true;             // EMPTY_DICT
+      case ']': push(Value::make(Kind::kList)); return true;             // EMPTY_LIST
+      case ')': push(Value::make(Kind::kTuple)); return true;            // EMPTY_TUPLE
+      case '(': marks_.push_back(stack_.size()); return true;            // MARK
+      case 't': {                                                  // TUPLE
+        auto v = Value::make(Kind::kTuple);
+        v->items = pop_to_mark();
+        push(v);
+        return true;
+      }
+      case 0x85: case 0x86: case 0x87: {                           // TUPLE1/2/3
+        const size_t n = op - 0x84;
+        need_stack(n);
+        auto v = Value::make(Kind::kTuple);
+        v->items.assign(stack_.end() - static_cast<std::ptrdiff_t>(n), stack_.end());
+        stack_.resize(stack_.size() - n);
+        push(v);
+        return true;
+      }
+      case 's': {                                                  // SETITEM
+        ValuePtr value = pop();
+        ValuePtr key = pop();
+        dict_top()->dict.emplace_back(key, value);
+        return true;
+      }
+      case 'u': {                                                  // SETITEMS
+        std::vector<ValuePtr> kv = pop_to_mark();
+        if (kv.size() % 2 != 0) fail("SETITEMS with an odd number of items");
+        Value* d = dict_top();
+        for (size_t k = 0; k < kv.size(); k += 2) d->dict.emplace_back(kv[k], kv[k + 1]);
+        return true;
+      }
+      case 'a': {                                                  // APPEND
+        ValuePtr value = pop();
+        list_top()->items.push_back(value);
+        return true;
+      }
+      case 'e': {                                                  // APPENDS
+        std::vector<ValuePtr> vs = pop_to_mark();
+        Value* l = list_top();
+        l->items.insert(l->items.end(), vs.begin(), vs.end());
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /// Globals, persistent ids (storages), REDUCE and BUILD. Returns false for any other opcode.
+  bool object_op(uint8_t op) {
+    switch (op) {
+      case 'c': {                                                  // GLOBAL "module\nname\n"
+        const std::string module = read_line();
+        const std::string name = read_line();
+        push(make_global(module, name));
+        return true;
+      }
+      case 0x93: {                                                 // STACK_GLOBAL
+        ValuePtr name = pop();
+        ValuePtr module = pop();
+        if (module->kind != Kind::kString || name->kind != Kind::kString)
+          fail("STACK_GLOBAL expects two strings");
+        push(make_global(module->s, name->s));
+        return true;
+      }
+      case 'Q': push(persistent_load(pop())); return true;               // BINPERSID
+      case 'R': {                                                  // REDUCE
+        ValuePtr args = pop();
+        ValuePtr callable = pop();
+        push(reduce(*callable, *args));
+        return true;
+      }
+      case 'b': {                                                  // BUILD
+        ValuePtr state = pop();
+        need_stack(1);
+        build(*stack_.back(), *state);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  std::string where() const { return "pickle of '" + path_ + "': data.pkl offset " + std::to_string(op_pos_); }
 
   [[noreturn]] void fail(const std::string& what) const { throw ModelError(where() + ": " + what); }
 
@@ -466,42 +487,6 @@ class Unpickler {
 
 
 }  // namespace
-
-const char* kind_name(Kind k) {
-  switch (k) {
-    case Kind::kNone: return "None";
-    case Kind::kBool: return "bool";
-    case Kind::kInt: return "int";
-    case Kind::kFloat: return "float";
-    case Kind::kString: return "str";
-    case Kind::kBytes: return "bytes";
-    case Kind::kTuple: return "tuple";
-    case Kind::kList: return "list";
-    case Kind::kDict: return "dict";
-    case Kind::kGlobal: return "global";
-    case Kind::kStorage: return "storage";
-    case Kind::kTensor: return "tensor";
-    case Kind::kDtype: return "numpy.dtype";
-    case Kind::kNdarray: return "numpy.ndarray";
-  }
-  return "?";
-}
-
-std::string describe(const Value& v) {
-  std::string out = kind_name(v.kind);
-  if (v.kind == Kind::kString) out += " '" + v.s + "'";
-  if (v.kind == Kind::kGlobal) out += " " + v.s;
-  return out;
-}
-
-
-void Unpickled::break_links(std::vector<ValuePtr>& values) {
-  for (const ValuePtr& v : values) {
-    v->items.clear();
-    v->dict.clear();
-  }
-  values.clear();
-}
 
 Unpickled unpickle(const std::string& path, const std::string& pkl, caffe2::serialize::PyTorchStreamReader& reader,
                    uint64_t record_bytes) {
