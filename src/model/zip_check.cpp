@@ -76,7 +76,12 @@ uint64_t check_zip_sizes(const std::string& path, uint64_t file_size) {
   ZipFile z(path, file_size);
   const Directory d = find_directory(z);
   if (d.entries > d.size / 46) z.fail(std::to_string(d.entries) + " entries cannot fit its " + std::to_string(d.size) + " bytes");
+  // LibTorch's reader leaks its zip state when its constructor throws after opening the archive (no records,
+  // first record outside a folder, no version record): refuse those first, with a message of our own.
+  if (d.entries == 0) z.fail("the archive holds no records (a torch.save file holds data.pkl and version)");
   const std::vector<unsigned char> cd = z.read(d.offset, d.size);
+  std::string folder;       // "<archive>/": the folder of the first record, where LibTorch looks for the rest
+  bool has_version = false;
   uint64_t total = 0;
   size_t p = 0;
   for (uint64_t e = 0; e < d.entries; ++e) {
@@ -85,6 +90,12 @@ uint64_t check_zip_sizes(const std::string& path, uint64_t file_size) {
     uint64_t comp = le(&cd[p + 20], 4), uncomp = le(&cd[p + 24], 4), local = le(&cd[p + 42], 4);
     const uint64_t name_len = le(&cd[p + 28], 2), extra_len = le(&cd[p + 30], 2), comment_len = le(&cd[p + 32], 2);
     if (cd.size() - p - 46 < name_len + extra_len + comment_len) z.fail("entry " + std::to_string(e) + " is cut short");
+    const std::string name(reinterpret_cast<const char*>(&cd[p + 46]), name_len);
+    if (e == 0) {
+      if (name.find('/') == std::string::npos) z.fail("its first record '" + name + "' is not in a folder");
+      folder = name.substr(0, name.find('/') + 1);
+    }
+    has_version = has_version || name == folder + "version" || name == folder + ".data/version";
     // Zip64 extended information: 8-byte values for exactly those fields that hold 0xffffffff, in this order.
     for (size_t x = p + 46 + name_len, x_end = x + extra_len; x + 4 <= x_end;) {
       const uint64_t id = le(&cd[x], 2), len = le(&cd[x + 2], 2);
@@ -108,6 +119,7 @@ uint64_t check_zip_sizes(const std::string& path, uint64_t file_size) {
     total += uncomp;
     p += 46 + name_len + extra_len + comment_len;
   }
+  if (!has_version) z.fail("it has no record '" + folder + "version' (not a torch.save file?)");
   return total;
 }
 

@@ -12,7 +12,9 @@ namespace adaptdiff::model {
 /// Reads the end-of-central-directory record (zip64 too) and every central directory entry of the zip file at
 /// `path` (`file_size` bytes) and checks each entry: stored (method 0) entries claim an uncompressed size equal
 /// to their compressed size, compressed entries at most 1032 x theirs (deflate's largest ratio) plus 1 KiB, and
-/// compressed data that lies inside the file. Returns the sum of the uncompressed sizes.
+/// compressed data that lies inside the file. Also refuses what would make LibTorch's reader throw from its
+/// constructor (and leak its zip state): no records, a first record outside a folder, no `<folder>/version`
+/// record. Returns the sum of the uncompressed sizes.
 /// Throws ModelError naming `path` when the directory cannot be found or parsed or a claim is out of bounds.
 uint64_t check_zip_sizes(const std::string& path, uint64_t file_size);
 

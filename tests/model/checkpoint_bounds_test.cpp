@@ -93,6 +93,29 @@ TEST(CheckpointBounds, ZipEntryClaimingMoreThanTheFileIsRefusedBeforeAllocating)
   expect_model_error(f.path(), "claims");
 }
 
+TEST(CheckpointBounds, ArchivesLibTorchWouldLeakOnAreRefusedFirst) {
+  // fuzz_checkpoint: an end-of-central-directory record announcing no entries made LibTorch's reader throw from
+  // its constructor and leak 152 bytes of zip state; such files are refused before LibTorch opens them.
+  std::string empty = "\xb0\xb7\x03\x04";
+  empty += std::string(8, '\0');
+  empty += std::string("PK\x05\x06", 4) + std::string(18, '\0');
+  TempFile f("empty.pt");
+  f.write(empty);
+  expect_model_error(f.path(), "holds no records");
+
+  TempFile g("noversion.pt");  // a zip with one record in a folder but no version record
+  {
+    caffe2::serialize::PyTorchStreamWriter w(g.path());
+    w.writeRecord("data.pkl", "}.", 2);
+    w.writeEndOfFile();
+  }
+  std::string bytes = read_bytes(g.path());
+  for (size_t p = bytes.find("/version"); p != std::string::npos; p = bytes.find("/version", p + 1))
+    bytes.replace(p, 8, "/vErsion");  // the writer adds a version record: rename it in both headers
+  g.write(bytes);
+  expect_model_error(g.path(), "no record");
+}
+
 TEST(CheckpointBounds, StorageSizeThatOverflowsBytesIsRefused) {
   TempFile f("numel.pt");  // 2^62 floats: 2^64 bytes, which wraps a 64-bit byte count to 0 (then 64 bytes "suffice")
   write_archive(f.path(), state_dict_pickle(int64_t{1} << 62, 1000, {2}, {1}));
