@@ -78,6 +78,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${seconds} s (log: $log)"
   set +e
   # -timeout: an input running over 10 s is a hang; -rss_limit_mb/-malloc_limit_mb: memory beyond that is a finding.
+  LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
   nice -n 19 "$build/fuzz/$t" "$corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb="$rss_mb" \
     -malloc_limit_mb="$rss_mb" -artifact_prefix="$out/" -print_final_stats=1 >"$log" 2>&1
   rc=$?

@@ -10,7 +10,7 @@ namespace adaptdiff::model {
 namespace {
 
 constexpr uint32_t kEocdSignature = 0x06054b50, kEocd64Signature = 0x06064b50, kLocator64Signature = 0x07064b50;
-constexpr uint32_t kCentralSignature = 0x02014b50;
+constexpr uint32_t kCentralSignature = 0x02014b50, kLocalSignature = 0x04034b50;
 constexpr uint64_t kMaxDeflateRatio = 1032;
 
 uint64_t le(const unsigned char* p, int n) {
@@ -116,6 +116,13 @@ uint64_t check_zip_sizes(const std::string& path, uint64_t file_size) {
       z.fail("entry " + std::to_string(e) + " claims " + std::to_string(uncomp) + " bytes (" + std::to_string(comp) +
              " stored at byte " + std::to_string(local) + ") in a file of " + std::to_string(file_size) + " bytes");
     }
+    // The local header the entry points at must be one, with the same name (LibTorch's reader would throw from
+    // its constructor on the first read, and leak).
+    const std::vector<unsigned char> local_header = z.read(local, 30);
+    if (le(local_header.data(), 4) != kLocalSignature || le(&local_header[26], 2) != name_len ||
+        z.read(local + 30, name_len) != std::vector<unsigned char>(name.begin(), name.end()))
+      z.fail("entry " + std::to_string(e) + " ('" + name + "') points at byte " + std::to_string(local) +
+             ", which is not its local header");
     total += uncomp;
     p += 46 + name_len + extra_len + comment_len;
   }

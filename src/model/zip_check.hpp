@@ -14,7 +14,7 @@ namespace adaptdiff::model {
 /// to their compressed size, compressed entries at most 1032 x theirs (deflate's largest ratio) plus 1 KiB, and
 /// compressed data that lies inside the file. Also refuses what would make LibTorch's reader throw from its
 /// constructor (and leak its zip state): no records, a first record outside a folder, no `<folder>/version`
-/// record. Returns the sum of the uncompressed sizes.
+/// record, an entry whose local header is missing or names another record. Returns the sum of the uncompressed sizes.
 /// Throws ModelError naming `path` when the directory cannot be found or parsed or a claim is out of bounds.
 uint64_t check_zip_sizes(const std::string& path, uint64_t file_size);
 

@@ -116,6 +116,18 @@ TEST(CheckpointBounds, ArchivesLibTorchWouldLeakOnAreRefusedFirst) {
   expect_model_error(g.path(), "no record");
 }
 
+TEST(CheckpointBounds, EntryWithoutItsLocalHeaderIsRefusedFirst) {
+  // fuzz_checkpoint: a damaged local header signature ("\x90K\x03\x04") made LibTorch's reader throw from its
+  // constructor and leak; the pre-check compares every entry with its local header.
+  TempFile f("local.pt");
+  write_archive(f.path(), state_dict_pickle(16, 4, {3, 4}, {4, 1}));
+  std::string bytes = read_bytes(f.path());
+  ASSERT_EQ(bytes.substr(0, 4), std::string("PK\x03\x04"));
+  bytes[0] = '\x90';
+  f.write(bytes);
+  expect_model_error(f.path(), "not its local header");
+}
+
 TEST(CheckpointBounds, StorageSizeThatOverflowsBytesIsRefused) {
   TempFile f("numel.pt");  // 2^62 floats: 2^64 bytes, which wraps a 64-bit byte count to 0 (then 64 bytes "suffice")
   write_archive(f.path(), state_dict_pickle(int64_t{1} << 62, 1000, {2}, {1}));
