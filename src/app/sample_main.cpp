@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
   bool dry_run = false, force_new = false, rebatch = false;
   auto* config_opt = app.add_option("config", config_path, "run configuration (TOML), e.g. configs/quickstart.toml");
   auto* status_opt = app.add_option("--status", status_path,
-                                    "print the progress of an existing output file and exit (0 complete, 3 incomplete)")
+                                    "print the progress of an existing output file and exit (0 complete, 3 incomplete, 2 missing or "
+                                    "not an output file)")
                          ->type_name("OUTPUT.h5");
   status_opt->excludes(config_opt);
   app.add_flag("--force-new", force_new,
@@ -65,8 +66,9 @@ int main(int argc, char** argv) {
     try {
       return adaptdiff::job::print_status(status_path, std::cout);
     } catch (const std::exception& e) {
+      // The file named on the command line is missing or not an output file: bad input.
       std::fprintf(stderr, "adaptdiff-sample: %s\n", e.what());
-      return static_cast<int>(adaptdiff::ExitCode::kFailure);
+      return static_cast<int>(adaptdiff::ExitCode::kUsage);
     }
   }
   if (config_path.empty()) {

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include <unistd.h>
 
@@ -95,7 +96,11 @@ void check_new_output(const std::string& path, bool overwrite, const std::string
   fs::create_directories(target.parent_path(), ec);
   if (ec || ::access(target.parent_path().c_str(), W_OK) != 0)
     throw InputError(tool + ": cannot write into the folder '" + target.parent_path().string() +
-                     "' (missing or not writable)");
+                     "' (it could not be created or is not writable)");
+  const std::string probe = target.string() + ".tmp";  // what write_small_file will create (root passes access())
+  if (!std::ofstream(probe, std::ios::trunc))
+    throw InputError(tool + ": cannot create '" + probe + "' in the folder '" + target.parent_path().string() + "'");
+  fs::remove(probe, ec);
 }
 
 }  // namespace adaptdiff::io

@@ -187,6 +187,10 @@ msg = run(["negatives", "--identities", "ids.h5", "--out", "runs.v1/table", "--c
 open("runs.v1/other.csv", "w").write("keep\n")
 msg = run(["negatives", "--identities", "ids.h5", "--out", "runs.v1/other.h5", "--csv"], expect=2)
 check(open("runs.v1/other.csv").read() == "keep\n", "an existing CSV is not replaced without --force")
+msg = run(["create", "--count", "4", "--out", "/proc/ids.h5"], expect=2)  # the folder exists; no file can be made
+check("cannot" in msg, "an output file that cannot be created is refused before the work")
+r = subprocess.run([sample, "--status", "missing.h5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+check(r.returncode == 2, f"adaptdiff-sample --status of a missing file exits 2 (got {r.returncode})")
 msg = run(["--help"])
 check("negatives" in msg and "Exit codes" in msg, "--help lists the subcommands and exit codes")
 run([], expect=2)
