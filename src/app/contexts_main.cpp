@@ -163,15 +163,7 @@ int main(int argc, char** argv) {
     if (import->parsed()) run_import(world, o);
     if (negs->parsed()) run_negatives(world, o);
     return 0;
-  } catch (const Error& e) {
-    if (e.on_all_ranks() || world.size() == 1) {
-      if (world.rank() == 0) log::error("{}", e.what());
-      return exit_code_for(e);
-    }
-    log::error("{}", e.what());
-    world.abort(exit_code_for(e));
   } catch (const std::exception& e) {
-    log::error("unexpected failure: {}", e.what());
-    world.abort(static_cast<int>(ExitCode::kFailure));
+    return dist::exit_on_failure(world, e);
   }
 }

@@ -39,7 +39,6 @@ struct Args {
   bool no_plot = false, keep_scores = false;
 };
 
-int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
 
 void add_options(CLI::App& app, Args& a) {
   auto* emb = app.add_option("--embeddings", a.embeddings,
@@ -209,16 +208,7 @@ int main(int argc, char** argv) {
   adaptdiff::log::configure(world.rank(), a.log_level);
   try {
     return evaluate(world, a);
-  } catch (const adaptdiff::Error& e) {
-    if (e.on_all_ranks() || world.size() == 1) {
-      if (root) adaptdiff::log::error("{}", e.what());
-      return exit_code_of(e);
-    }
-    adaptdiff::log::error("{}", e.what());
-    world.abort(exit_code_of(e));
   } catch (const std::exception& e) {
-    adaptdiff::log::error("unexpected failure: {}", e.what());
-    if (world.size() > 1) world.abort(static_cast<int>(ExitCode::kFailure));
-    return static_cast<int>(ExitCode::kFailure);
+    return adaptdiff::dist::exit_on_failure(world, e);
   }
 }

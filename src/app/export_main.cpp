@@ -10,13 +10,13 @@
 #include "adaptdiff/version.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "dist/agree.hpp"
 #include "dist/mpi_environment.hpp"
 #include "export/export.hpp"
 
 namespace {
 namespace ex = adaptdiff::exporter;
 
-int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
 
 const char* kFooter = R"(Formats:
   imagefolder  DIR/<identity>/<k>.<ext>, names zero-padded to one width (string order = numeric order), and
@@ -85,15 +85,7 @@ int main(int argc, char** argv) {
                            static_cast<double>(s.bytes_written) / 1e6, s.seconds, opts.out);
     }
     return 0;
-  } catch (const adaptdiff::Error& e) {
-    if (e.on_all_ranks() || world.size() == 1) {
-      if (root) adaptdiff::log::error("{}", e.what());
-      return exit_code_of(e);
-    }
-    adaptdiff::log::error("{}", e.what());
-    world.abort(exit_code_of(e));
   } catch (const std::exception& e) {
-    adaptdiff::log::error("unexpected failure: {}", e.what());
-    world.abort(static_cast<int>(adaptdiff::ExitCode::kFailure));
+    return adaptdiff::dist::exit_on_failure(world, e);
   }
 }

@@ -20,9 +20,6 @@
 #include "job/job.hpp"
 #include "job/status.hpp"
 
-namespace {
-int exit_code_of(const std::exception& e) { return adaptdiff::exit_code_for(e); }
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"adaptdiff-sample: generate a labelled synthetic face dataset with identity-conditioned latent\n"
@@ -82,7 +79,7 @@ int main(int argc, char** argv) {
     adaptdiff::dist::agree(world, "config", [&] { cfg = adaptdiff::config::load_run_config(config_path, overrides); });
   } catch (const std::exception& e) {
     if (root) std::fprintf(stderr, "adaptdiff-sample: %s\n", e.what());
-    return exit_code_of(e);
+    return adaptdiff::exit_code_for(e);
   }
   adaptdiff::log::configure(world.rank(), cfg.run.log_level);
   if (root) {
@@ -97,19 +94,9 @@ int main(int argc, char** argv) {
     opts.rebatch = rebatch;
     const auto summary = adaptdiff::job::run_sampling_job(world, cfg, opts);
     return static_cast<int>(summary.stopped ? adaptdiff::ExitCode::kCheckpointed : adaptdiff::ExitCode::kSuccess);
-  } catch (const adaptdiff::Error& e) {
-    // Errors raised through the job's agreement step are identical on all ranks: rank 0 reports, all exit.
-    if (e.on_all_ranks() || world.size() == 1) {
-      if (root) adaptdiff::log::error("{}", e.what());
-      return exit_code_of(e);
-    }
-    adaptdiff::log::error("{}", e.what());
-    world.abort(exit_code_of(e));
-    return exit_code_of(e);
   } catch (const std::exception& e) {
-    // Anything else may have hit one rank only: report it and abort the whole job so no rank hangs.
-    adaptdiff::log::error("unexpected failure: {}", e.what());
-    world.abort(static_cast<int>(adaptdiff::ExitCode::kFailure));
-    return static_cast<int>(adaptdiff::ExitCode::kFailure);
+    // Errors raised through the job's agreement step are identical on all ranks: rank 0 reports, all exit;
+    // anything else may have hit one rank only and aborts the whole job so no rank hangs.
+    return adaptdiff::dist::exit_on_failure(world, e);
   }
 }

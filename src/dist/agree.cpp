@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 
 namespace adaptdiff::dist {
 
@@ -73,6 +74,22 @@ std::vector<int64_t> agree(const Comm& comm, const char* what, const std::functi
 void agree(const Comm& comm, const char* what, const std::function<void()>& step) {
   std::vector<int64_t> none;
   agree(comm, what, step, none);
+}
+
+int exit_on_failure(const Comm& world, const std::exception& e) {
+  const auto* error = dynamic_cast<const Error*>(&e);
+  if (error != nullptr && (error->on_all_ranks() || world.size() == 1)) {
+    if (world.rank() == 0) log::error("{}", e.what());
+    return exit_code_for(e);
+  }
+  const int code = error != nullptr ? exit_code_for(e) : static_cast<int>(ExitCode::kFailure);
+  if (error != nullptr) {
+    log::error("{}", e.what());
+  } else {
+    log::error("unexpected failure: {}", e.what());
+  }
+  if (world.size() > 1) world.abort(code);
+  return code;
 }
 
 }  // namespace adaptdiff::dist

@@ -3,6 +3,7 @@
 // only is run on every rank, and then either every rank goes on or every rank throws the same error, so no
 // rank is left waiting in a later collective.
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <vector>
 
@@ -22,5 +23,11 @@ void agree(const Comm& comm, const char* what, const std::function<void()>& step
 /// `flags` is a reference so that the step can set this rank's values. Returns the maxima.
 std::vector<int64_t> agree(const Comm& comm, const char* what, const std::function<void()>& step,
                            std::vector<int64_t>& flags);
+
+/// How every executable's `main` ends on an exception `e` (the only place that aborts): an adaptdiff Error
+/// that every rank raised (agreed, Error::on_all_ranks()) or one of a one-rank job is logged by rank 0 and its
+/// exit code returned (exit_code_for: 2 bad input, 1 otherwise); an Error of one rank only, or any other
+/// exception, is logged on that rank and aborts the whole job (MPI_Abort) so that no rank waits forever.
+int exit_on_failure(const Comm& world, const std::exception& e);
 
 }  // namespace adaptdiff::dist
