@@ -7,19 +7,13 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "negatives/screened.hpp"
 #include "negatives/similarity.hpp"
 
 namespace adaptdiff::negatives {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// True if candidate (sim, index) should replace the current best (best_sim, best_index).
-inline bool better(Strategy strategy, float sim, int64_t index, float best_sim, int64_t best_index) {
-  if (best_index < 0) return true;
-  if (sim == best_sim) return index < best_index;
-  return strategy == Strategy::kFar ? sim < best_sim : sim > best_sim;
-}
 
 void check_sim_matrix(const torch::Tensor& t, const char* operation) {
   if (!t.defined() || t.dim() != 2 || t.scalar_type() != torch::kFloat || !t.device().is_cpu()) {
@@ -67,7 +61,7 @@ void update_best(Best& best, Strategy strategy, const torch::Tensor& sim_block, 
       const int64_t j = candidate_offset + b;
       if (j == self) continue;
       const float sim = s[a * bc + b];
-      if (better(strategy, sim, j, best_sim, best_index)) {
+      if (replaces_best(strategy, sim, j, best_sim, best_index)) {
         best_sim = sim;
         best_index = j;
       }
@@ -238,17 +232,16 @@ void SelectionAccumulator::add_candidates(const torch::Tensor& c_hat, int64_t ca
     }
     return;
   }
+  if (strategy_ == Strategy::kFar || strategy_ == Strategy::kClose) {
+    update_best_screened(best_, strategy_, q_hat_, c_hat, candidate_offset, exclude_self_);
+    return;
+  }
   for (int64_t q0 = 0; q0 < nq; q0 += block_rows_) {
     const int64_t bq = std::min(block_rows_, nq - q0);
     const torch::Tensor q_block = q_hat_.narrow(0, q0, bq);
     for (int64_t c0 = 0; c0 < nc; c0 += block_rows_) {
       const int64_t bc = std::min(block_rows_, nc - c0);
-      torch::Tensor sim = similarity_block(q_block, c_hat.narrow(0, c0, bc));
-      if (strategy_ == Strategy::kMedian) {
-        rows_.narrow(0, q0, bq).narrow(1, candidate_offset + c0, bc).copy_(sim);
-      } else {
-        update_best(best_, strategy_, sim, q0, candidate_offset + c0, exclude_self_);
-      }
+      rows_.narrow(0, q0, bq).narrow(1, candidate_offset + c0, bc).copy_(similarity_block(q_block, c_hat.narrow(0, c0, bc)));
     }
   }
 }

@@ -53,6 +53,14 @@ struct Best {
   std::vector<int64_t> index;      ///< [nq] global pool row of the best so far; -1 while none seen
 };
 
+/// update_best's rule: true if candidate (sim, index) replaces the best so far (best_sim, best_index) for
+/// far (lower sim) or close (higher sim); equal sims go to the lower index; best_index < 0 means none yet.
+inline bool replaces_best(Strategy strategy, float sim, int64_t index, float best_sim, int64_t best_index) {
+  if (best_index < 0) return true;
+  if (sim == best_sim) return index < best_index;
+  return strategy == Strategy::kFar ? sim < best_sim : sim > best_sim;
+}
+
 /// A Best for queries [query_offset, query_offset + n_queries) with no candidate seen yet.
 /// Throws InputError if n_queries < 0 or query_offset < 0.
 Best make_best(int64_t n_queries, int64_t query_offset);
@@ -115,7 +123,8 @@ class SelectionAccumulator {
  public:
   /// q_hat: [nq, D] float64 CPU normalised queries (normalize_rows) = identities
   ///   [query_offset, query_offset + nq). pool_size: total pool rows n. seed: random only.
-  /// block_rows: query/candidate rows per similarity block (results do not depend on it).
+  /// block_rows: query/candidate rows per similarity block of median (results do not depend on it); far and
+  ///   close screen all candidates of a shard with float32 products (screened.hpp), with the same result.
   /// Throws InputError: bad q_hat, query_offset < 0, block_rows < 1, check_pool_size fails, or (identity
   /// set) queries outside [0, n).
   SelectionAccumulator(Strategy strategy, torch::Tensor q_hat, int64_t query_offset, int64_t pool_size,
@@ -147,8 +156,8 @@ class SelectionAccumulator {
 /// queries: [nq, D] float32 CPU. pool: [n, D] float32 CPU, all candidates in global order; when
 ///   pool_is_identity_set it is the whole identity set and queries must equal pool rows
 ///   [query_offset, query_offset + nq) (checked; query i never picks itself).
-/// seed: only used by random. block_rows: query and candidate rows per similarity block (memory
-///   block_rows^2 floats for far/close; median holds block_rows x n floats); results do not depend on it.
+/// seed: only used by random. block_rows: query rows per accumulator and block (median holds block_rows x n
+///   floats); results do not depend on it.
 /// zero/none: returns no_negatives(nq) without reading the embeddings.
 /// Throws InputError: wrong rank/dtype/device, widths differ, NaN/Inf or zero-norm rows, block_rows < 1,
 ///   query_offset < 0, queries outside/unequal to the identity set, pool too small (check_pool_size).

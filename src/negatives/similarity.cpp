@@ -94,6 +94,12 @@ torch::Tensor normalize_rows(const torch::Tensor& rows, const char* what) {
   return out;
 }
 
+float similarity_pair(const double* x_hat, const double* y_hat, int64_t D) {
+  double t = 0.0;  // t_k = t_{k-1} + a_k * b_k, k ascending: the accumulator of similarity_tile
+  for (int64_t k = 0; k < D; ++k) t += x_hat[k] * y_hat[k];
+  return static_cast<float>(t);
+}
+
 torch::Tensor similarity_block(const torch::Tensor& q_hat, const torch::Tensor& p_hat) {
   check_normalised(q_hat, "q_hat");
   check_normalised(p_hat, "p_hat");

@@ -41,4 +41,8 @@ torch::Tensor normalize_rows(const torch::Tensor& rows, const char* what);
 /// Throws InputError on wrong rank/dtype/device or different widths.
 torch::Tensor similarity_block(const torch::Tensor& q_hat, const torch::Tensor& p_hat);
 
+/// sim of one pair of normalised rows (D float64 values each, outputs of normalize_rows): float(dot(x_hat,
+/// y_hat)) as defined above, the same bits as the matching entry of similarity_block.
+float similarity_pair(const double* x_hat, const double* y_hat, int64_t D);
+
 }  // namespace adaptdiff::negatives

@@ -320,6 +320,61 @@ TEST(NegativesAccumulator, ShardsInAnyOrderAndMissingShardDetected) {
   EXPECT_THROW(partial.add_candidates(hat.narrow(0, 10, 7), 11), InputError);  // past the pool end
 }
 
+// A pool built around query row 0 with cosines alpha + k * 1e-7 (k in -12..12): far (alpha < 0) and close
+// (alpha > 0) winners differ from their rivals by less than float32 products resolve.
+brute::Matrix near_tie_pool(const std::vector<float>& q, double alpha, int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> normal;
+  std::vector<double> qh(q.begin(), q.end());
+  double qn = 0.0;
+  for (double v : qh) qn += v * v;
+  for (double& v : qh) v /= std::sqrt(qn);
+  brute::Matrix pool;
+  for (int64_t j = 0; j < n; ++j) {
+    std::vector<double> w(qh.size());
+    double dot = 0.0, wn = 0.0;
+    for (size_t k = 0; k < w.size(); ++k) dot += (w[k] = normal(rng)) * qh[k];
+    for (size_t k = 0; k < w.size(); ++k) wn += (w[k] -= dot * qh[k]) * w[k];
+    const double a = alpha + 1e-7 * static_cast<double>(static_cast<int>(rng() % 25) - 12);
+    std::vector<float> c(w.size());
+    for (size_t k = 0; k < w.size(); ++k) c[k] = static_cast<float>(a * qh[k] + std::sqrt(1 - a * a) * w[k] / std::sqrt(wn));
+    pool.push_back(c);
+  }
+  return pool;
+}
+
+TEST(NegativesScreened, NearTiesBelowFloat32ResolutionMatchBruteForce) {
+  // The float32 products only shortlist; the exact re-check must give the defined answer. Guard: the naive
+  // float32 argmin/argmax must be wrong in some trials, or the data would not test the re-check.
+  const int64_t D = 512, n = 120;
+  int naive_wrong = 0;
+  for (uint32_t trial = 0; trial < 12; ++trial) {
+    const brute::Matrix queries = brute::random_rows(3, D, 100 + trial, true);
+    for (const auto& [strategy, alpha] : {std::pair<std::string, double>{"far", -0.3}, {"close", 0.3}}) {
+      SCOPED_TRACE(strategy + " trial " + std::to_string(trial));
+      const brute::Matrix pool = near_tie_pool(queries[0], alpha, n, 7 + trial);
+      const auto want = brute::select(queries, pool, false, strategy, 0, 0, 3);
+      EXPECT_TRUE(same_selection(run(queries, 0, 3, pool, false, strategy, 0, 1024), want));
+      const torch::Tensor q32 = neg::normalize_rows(brute::to_tensor(queries, 0, 1, D), "q").to(torch::kFloat);
+      const torch::Tensor p32 = neg::normalize_rows(brute::to_tensor(pool, 0, n, D), "p").to(torch::kFloat);
+      const torch::Tensor s = torch::mm(q32, p32.t())[0];
+      const int64_t naive = (strategy == "far" ? s.argmin() : s.argmax()).item<int64_t>();
+      naive_wrong += naive != want.index[0] ? 1 : 0;
+    }
+  }
+  EXPECT_GT(naive_wrong, 0);
+}
+
+TEST(NegativesScreened, MarginBoundsTheFloat32Error) {
+  // The bound's delta (half the margin, less 2^-21) must cover the float32 product's error, measured against
+  // a float64 product, on random unit rows, including the diagonal (cosines of 1).
+  const auto rows = brute::random_rows(64, 512, 3, true);
+  const torch::Tensor hat = neg::normalize_rows(brute::to_tensor(rows, 0, 64, 512), "rows");
+  const torch::Tensor approx = torch::mm(hat.to(torch::kFloat), hat.to(torch::kFloat).t()).to(torch::kDouble);
+  const torch::Tensor exact = torch::mm(hat, hat.t());
+  EXPECT_LT((approx - exact).abs().max().item<double>(), (neg::screen_margin(512) - std::ldexp(1.0, -22)) / 2);
+}
+
 TEST(NegativesErrors, BadInputsThrowInputError) {
   const auto ids = brute::random_rows(5, 4, 2, false);
   const torch::Tensor t = brute::to_tensor(ids, 0, 5, 4);
