@@ -1,5 +1,5 @@
 #include "model/decoder.hpp"
-#include "model/pointwise.hpp"
+#include "model/parallel_ops.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -66,9 +66,7 @@ torch::Tensor DecoderAttnBlockImpl::forward(const torch::Tensor& x) {
   const torch::Tensor k = pointwise(k_, h).reshape({B, C, H * W});
   const torch::Tensor v = pointwise(v_, h).reshape({B, C, H * W});
   const double scale = 1.0 / std::sqrt(static_cast<double>(C));
-  const torch::Tensor scores = torch::bmm(q.transpose(1, 2), k) * scale;                // [B, Nq, Nk]
-  const torch::Tensor w = scores.softmax(-1, torch::kFloat).to(v.scalar_type());
-  const torch::Tensor o = torch::bmm(v, w.transpose(1, 2)).view({B, C, H, W});          // [B, C, Nq]
+  const torch::Tensor o = attention(q, k, v, B, scale).view({B, C, H, W});  // one head of width C
   return x + pointwise(proj_out_, o);
 }
 

@@ -1,5 +1,5 @@
 #include "model/unet.hpp"
-#include "model/pointwise.hpp"
+#include "model/parallel_ops.hpp"
 
 #include <cmath>
 #include <string>
@@ -86,9 +86,7 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& q_in, const t
   const torch::Tensor q = (pointwise(to_q_, q_in) * scale).reshape({BH, head_channels_, Lq});
   const torch::Tensor k = pointwise(to_k_, kv_in).reshape({BH, head_channels_, Lk});
   const torch::Tensor v = pointwise(to_v_, kv_in).reshape({BH, head_channels_, Lk});
-  const torch::Tensor scores = torch::bmm(q.transpose(1, 2), k);            // [BH, Lq, Lk]
-  const torch::Tensor attn = scores.softmax(-1, torch::kFloat).to(v.scalar_type());  // softmax in fp32
-  const torch::Tensor o = torch::bmm(v, attn.transpose(1, 2));              // [BH, hc, Lq]
+  const torch::Tensor o = attention(q, k, v, B, 1.0);                       // [BH, hc, Lq]
   return pointwise(proj_out_, o.view({B, heads_ * head_channels_, Lq}));
 }
 
@@ -109,6 +107,8 @@ CrossAttentionBlockImpl::CrossAttentionBlockImpl(int64_t channels, int64_t heads
   c_norm_ = register_module("c_norm", group_norm(context_channels));
   ff_ = register_module("ff", nn::Sequential(nn::Linear(inner_, 4 * inner_), nn::GELU(),
                                              nn::Linear(4 * inner_, inner_)));
+  ff_in_ = ff_[0]->as<nn::Linear>();
+  ff_out_ = ff_[2]->as<nn::Linear>();
 }
 
 torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& c) {
@@ -120,8 +120,8 @@ torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const tor
   torch::Tensor n = x_norm_(h);
   h = self_attention_(n, n) + h;                                                   // self-attention
   h = cross_attention_(x_norm_(h), u) + h;                                         // cross-attention
-  n = x_norm_(h).transpose(1, 2);                                                  // [B, N, I]
-  h = ff_->forward(n).transpose(1, 2) + h;                                         // feed-forward per token
+  // Feed-forward per token, on channel-major tokens: Linear(I, 4I), GELU, Linear(4I, I) as pointwise products.
+  h = pointwise(ff_out_, F::gelu(pointwise(ff_in_, x_norm_(h)))) + h;
   return pointwise(x_proj_out_, h.reshape({B, inner_, H, W})) + x;
 }
 
@@ -146,7 +146,15 @@ UNetStageImpl::UNetStageImpl(int64_t channels, bool up) {
 
 torch::Tensor UNetStageImpl::forward(const torch::Tensor& x, const torch::Tensor& temb, const torch::Tensor& c) {
   if (down_) return down_(x);
-  if (up_) return up_(x);
+  if (up_ && (!x.device().is_cpu() || !at::hasMKLDNN())) return up_(x);
+  if (up_) {
+    const int64_t version = static_cast<int64_t>(up_->weight._version());
+    if (version != up_version_ || !up_w3_.defined()) {
+      std::tie(up_w3_, up_b3_) = transposed_4x4s2_as_3x3(up_->weight.detach(), up_->bias.detach());
+      up_version_ = version;
+    }
+    return F::pixel_shuffle(F::conv2d(x, up_w3_, F::Conv2dFuncOptions().bias(up_b3_).padding(1)), 2);
+  }
   torch::Tensor h = res_(x, temb);
   return attn_ ? attn_(h, c) : h;
 }

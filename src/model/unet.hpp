@@ -79,6 +79,8 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
   MultiHeadAttention cross_attention_{nullptr};
   torch::nn::GroupNorm x_norm_{nullptr}, c_norm_{nullptr};
   torch::nn::Sequential ff_{nullptr};  // [0] Linear(I, 4I), [1] GELU, [2] Linear(4I, I)
+  torch::nn::LinearImpl* ff_in_ = nullptr;   // ff_[0], owned by ff_
+  torch::nn::LinearImpl* ff_out_ = nullptr;  // ff_[2], owned by ff_
 };
 TORCH_MODULE(CrossAttentionBlock);
 
@@ -101,6 +103,10 @@ class UNetStageImpl : public torch::nn::Module {
   CrossAttentionBlock attn_{nullptr};
   torch::nn::Conv2d down_{nullptr};
   torch::nn::ConvTranspose2d up_{nullptr};
+  // up_ as a 3x3 convolution + pixel shuffle on the CPU (parallel_ops.hpp), made from up_'s weights when first
+  // needed and again whenever they change (their version counter).
+  torch::Tensor up_w3_, up_b3_;
+  int64_t up_version_ = -1;
 };
 TORCH_MODULE(UNetStage);
 

@@ -2,6 +2,7 @@
 // LibTorch itself and on hand-assembled pickles, the strict loader, TorchScript adapters, seeded random models,
 // and the attention / time-embedding / quantiser arithmetic against straightforward float64 references.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/jit/serialization/pickle.h>
@@ -18,6 +19,7 @@
 #include "model/checkpoint.hpp"
 #include "model/decoder.hpp"
 #include "model/loader.hpp"
+#include "model/parallel_ops.hpp"
 #include "model/unet.hpp"
 #include "sampler/schedule.hpp"
 #include "test_support.hpp"
@@ -448,6 +450,51 @@ TEST(UNetParts, MultiHeadAttentionMatchesPerHeadReference) {
     // float32 dot products of length <= 64 over O(1) values: rounding well below 1e-5.
     EXPECT_LE(max_abs(out[n], ref), 1e-5) << "row " << n;
   }
+}
+
+TEST(ParallelOps, PointwiseAndAttentionMatchFloat64AndDoNotDependOnThreadsOrBatch) {
+  // The job's byte-identity promise rests on these: the same bits for 1 and 2 threads, and a row computed alone
+  // equals the same row inside a batch.
+  torch::manual_seed(5);
+  const torch::Tensor x = torch::randn({6, 96, 16, 16});
+  const torch::Tensor w = torch::randn({200, 96}) * 0.1, bias = torch::randn({200});
+  const torch::Tensor q = torch::randn({6 * 3, 32, 64}), k = torch::randn({6 * 3, 32, 40}), v = torch::randn({6 * 3, 32, 40});
+  const int saved = at::get_num_threads();
+  std::vector<torch::Tensor> y, o;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    y.push_back(pointwise(w, bias, x));
+    o.push_back(attention(q, k, v, 6, 0.125));
+  }
+  at::set_num_threads(saved);
+  EXPECT_TRUE(torch::equal(y[0], y[1]));
+  EXPECT_TRUE(torch::equal(o[0], o[1]));
+  EXPECT_TRUE(torch::equal(pointwise(w, bias, x.narrow(0, 4, 1)), y[0].narrow(0, 4, 1)));
+  EXPECT_TRUE(torch::equal(attention(q.narrow(0, 12, 3), k.narrow(0, 12, 3), v.narrow(0, 12, 3), 1, 0.125),
+                           o[0].narrow(0, 12, 3)));
+  // Values: float64 references; sums of 96 (pointwise) and 32/40 (attention) terms of O(1) values round well
+  // below 1e-4 in float32.
+  const torch::Tensor y_ref = torch::einsum("oi,bihw->bohw", {w.to(torch::kDouble), x.to(torch::kDouble)}) +
+                              bias.to(torch::kDouble).view({1, 200, 1, 1});
+  EXPECT_LE(max_abs(y[0], y_ref), 1e-4);
+  const torch::Tensor qd = q.to(torch::kDouble), kd = k.to(torch::kDouble), vd = v.to(torch::kDouble);
+  const torch::Tensor a = torch::softmax(torch::bmm(qd.transpose(1, 2), kd) * 0.125, -1);
+  EXPECT_LE(max_abs(o[0], torch::bmm(vd, a.transpose(1, 2))), 1e-5);
+}
+
+TEST(ParallelOps, TransposedConvAs3x3ConvAndPixelShuffleEqualsConvTranspose2d) {
+  // The Upsample of the UNet (ConvTranspose2d(C, C, 4, stride 2, padding 1)) computed by LibTorch in float64
+  // against the rewritten 3x3 convolution + pixel_shuffle, also in float64: equal up to float64 rounding.
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::randn({2, 12, 5, 7}, torch::kDouble);
+  const torch::Tensor w = torch::randn({12, 8, 4, 4}, torch::kDouble), b = torch::randn({8}, torch::kDouble);
+  const torch::Tensor want = torch::nn::functional::conv_transpose2d(
+      x, w, torch::nn::functional::ConvTranspose2dFuncOptions().bias(b).stride(2).padding(1));
+  const auto [w3, b3] = transposed_4x4s2_as_3x3(w, b);
+  const torch::Tensor got = torch::pixel_shuffle(
+      torch::nn::functional::conv2d(x, w3, torch::nn::functional::Conv2dFuncOptions().bias(b3).padding(1)), 2);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LE(max_abs(got, want), 1e-12);
 }
 
 TEST(UNetParts, TimeFeaturesAreCosineThenSine) {
