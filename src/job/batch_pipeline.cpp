@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include "core/error.hpp"
 #include "core/stop.hpp"
@@ -54,18 +55,34 @@ BatchPipeline::Samples BatchPipeline::compute(const std::vector<int64_t>& rows) 
   const torch::Tensor ctx_pos = s_.pos_rows.index_select(0, index).to(f32);
   const torch::Tensor ctx_neg = s_.neg_rows.defined() ? s_.neg_rows.index_select(0, index).to(f32) : torch::Tensor();
 
+  std::optional<PhaseTimer> noise_timer(std::in_place, times_, Phase::kNoise);
   sampler::BatchNoise noise(seeds, mb.latent_shape);
   const torch::Tensor x_T = noise.next().to(s_.device);
+  noise_timer.reset();
   model::Denoiser& denoiser = *mb.denoiser;
-  const sampler::DenoiseFn denoise = [&denoiser](const torch::Tensor& x_t, const torch::Tensor& t,
-                                                 const torch::Tensor& context) { return denoiser.eps(x_t, t, context); };
+  const sampler::DenoiseFn denoise = [&](const torch::Tensor& x_t, const torch::Tensor& t,
+                                         const torch::Tensor& context) {
+    PhaseTimer timer(times_, Phase::kDenoiser);
+    return denoiser.eps(x_t, t, context);
+  };
   const auto eps_fn = sampler::guided_eps(denoise, ctx_pos, ctx_neg, s_.guidance, mb.schedule.T, &counter_);
-  const sampler::NoiseFn noise_fn = [&](int64_t) { return noise.next().to(s_.device); };
+  const sampler::NoiseFn noise_fn = [&](int64_t) {
+    PhaseTimer timer(times_, Phase::kNoise);
+    return noise.next().to(s_.device);
+  };
   const sampler::StepObserver stop_check = [](int64_t, const torch::Tensor&) {
     if (stop::requested()) throw BatchAbandoned{};
   };
-  const torch::Tensor x0 = sampler::sample(s_.sampler, mb.schedule, eps_fn, x_T, noise_fn, stop_check);
+  // The update's share is the sampler's time less the network and noise calls it made.
+  const double inner_before = times_[Phase::kDenoiser] + times_[Phase::kNoise];
+  torch::Tensor x0;
+  {
+    PhaseTimer timer(times_, Phase::kUpdate);
+    x0 = sampler::sample(s_.sampler, mb.schedule, eps_fn, x_T, noise_fn, stop_check);
+  }
+  times_[Phase::kUpdate] -= times_[Phase::kDenoiser] + times_[Phase::kNoise] - inner_before;
   Samples out;
+  PhaseTimer decode_timer(times_, Phase::kDecoder);
   out.images = to_uint8_hwc(mb.decoder->decode(x0)).slice(0, 0, n);
   if (cfg.output.store_latents) out.latents = x0.slice(0, 0, n).to(torch::kCPU).contiguous();
   out.identity.assign(identity.begin(), identity.begin() + n);
@@ -105,7 +122,9 @@ void BatchPipeline::store_samples(const std::vector<int64_t>& rows, const std::v
 }
 
 int64_t BatchPipeline::run(const std::vector<int64_t>& rows, const std::vector<int64_t>& to_write) {
-  store_samples(rows, to_write, compute(rows));
+  const Samples out = compute(rows);
+  PhaseTimer timer(times_, Phase::kWrite);
+  store_samples(rows, to_write, out);
   return static_cast<int64_t>(to_write.size());
 }
 

@@ -10,6 +10,7 @@
 #include "config/run_config.hpp"
 #include "dist/partition.hpp"
 #include "job/model_bundle.hpp"
+#include "job/phases.hpp"
 #include "sampler/guidance.hpp"
 #include "sampler/samplers.hpp"
 
@@ -54,6 +55,8 @@ class BatchPipeline {
 
   /// Network evaluations so far.
   const sampler::ForwardCounter& counter() const { return counter_; }
+  /// Seconds spent so far in the phases the pipeline runs (noise, denoiser, update, decoder, write).
+  const PhaseTimes& times() const { return times_; }
 
  private:
   struct Samples {
@@ -67,6 +70,7 @@ class BatchPipeline {
   PipelineSetup s_;
   io::OutputStore& store_;
   sampler::ForwardCounter counter_{};
+  PhaseTimes times_{};
 };
 
 }  // namespace adaptdiff::job

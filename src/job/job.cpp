@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -20,6 +21,7 @@
 #include "job/inputs.hpp"
 #include "job/model_bundle.hpp"
 #include "job/output_file.hpp"
+#include "job/phases.hpp"
 #include "job/plan.hpp"
 #include "core/progress.hpp"
 #include "job/record.hpp"
@@ -135,7 +137,7 @@ struct RoundsResult {
 /// Samples this rank's batches of `plan`, one per round; each round ends in one agreement on failures, stop
 /// requests and due checkpoints (COLLECTIVE). Throws the lowest failing rank's error on every rank.
 RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, const Plan& plan,
-                        BatchPipeline& pipeline, io::OutputStore& store, Progress& progress) {
+                        BatchPipeline& pipeline, io::OutputStore& store, Progress& progress, PhaseTimes& times) {
   const dist::Range mine = plan.rank_batches[static_cast<size_t>(comm.rank())];
   RoundsResult r;
   const auto t0 = std::chrono::steady_clock::now();
@@ -156,17 +158,23 @@ RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, co
       progress.update(r.written);
     };
     try {
+      double working = 0.0;  // this rank's own part of the round; the rest of it is waiting for the others
+      const auto round_start = std::chrono::steady_clock::now();
       const auto agreed = agree(comm, "sampling", [&] {
         sample_batch();
         flags[0] = stop::requested() ? 1 : 0;
-        const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush).count();
-        flags[1] = comm.rank() == 0 && since >= cfg.run.checkpoint_interval ? 1 : 0;
+        const auto now = std::chrono::steady_clock::now();
+        flags[1] = comm.rank() == 0 && std::chrono::duration<double>(now - last_flush).count() >= cfg.run.checkpoint_interval;
+        working = std::chrono::duration<double>(now - round_start).count();
       }, flags);
+      times[Phase::kWait] +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - round_start).count() - working;
       if (agreed[0] != 0) {
         r.stopped = true;
         break;
       }
       if (agreed[1] != 0) {
+        PhaseTimer timer(times, Phase::kCheckpoint);
         agree(comm, "checkpoint", [&] { store.flush(); });  // a durable checkpoint
         last_flush = std::chrono::steady_clock::now();
       }
@@ -226,14 +234,20 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   if (opts.dry_run) return JobSummary{};
 
   // ---- negatives (distributed), the store, what is left to do -------------------------------------------
+  const auto work_start = std::chrono::steady_clock::now();
+  PhaseTimes times;
+  std::optional<PhaseTimer> phase(std::in_place, times, Phase::kNegatives);
   const RankNegatives negs = select_negatives(comm, cfg, sources, full.rank_identities[static_cast<size_t>(comm.rank())]);
+  phase.reset();
   const std::unique_ptr<io::OutputStore> store = open_output(comm, cfg.output, out.start_new, store_layout(cfg, mb), attrs);
   // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.
   agree(comm, "output", [&] {
     store->write_contexts(negs.my_ids.begin, negs.my_contexts);
     store->write_negatives(negs.my_ids.begin, negs.selection.negative_index, negs.selection.negative_similarity);
   });
+  phase.emplace(times, Phase::kVerify);
   const std::vector<int64_t> pending = pending_samples(comm, *store, N * K, cfg.output.store_latents);
+  phase.reset();
   const int64_t done_before = N * K - static_cast<int64_t>(pending.size());
   const Plan plan = make_plan(N, K, pending, out.batch_size, timesteps, weights, comm.size());
   if (root && !out.start_new) {
@@ -249,9 +263,13 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   setup.neg_rows = std::move(contexts.neg);
   BatchPipeline pipeline(setup, *store);
   Progress progress(root, N * K, done_before, plan.rank_samples(comm.rank()), cfg.run.progress_interval);
-  const RoundsResult rounds = run_rounds(comm, cfg, plan, pipeline, *store, progress);
+  const RoundsResult rounds = run_rounds(comm, cfg, plan, pipeline, *store, progress, times);
+  phase.emplace(times, Phase::kCheckpoint);
   agree(comm, "checkpoint", [&] { store->flush(); });
   agree(comm, "close", [&] { store->close(); });
+  phase.reset();
+  for (size_t p = 0; p < times.seconds.size(); ++p) times.seconds[p] += pipeline.times().seconds[p];
+  const double work_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - work_start).count();
 
   // ---- report ---------------------------------------------------------------------------------------------
   JobSummary summary;
@@ -262,7 +280,13 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   summary.samples_done = done_before + summary.images_written;
   summary.samples_total = N * K;
   summary.stopped = rounds.stopped && summary.samples_done < summary.samples_total;
-  if (root) print_summary(summary, N, K, comm.size());
+  const std::vector<double> mean_s = comm.allreduce(times.to_vector(), dist::ReduceOp::kSum);
+  const std::vector<double> max_s = comm.allreduce(times.to_vector(), dist::ReduceOp::kMax);
+  const double wall = comm.allreduce(work_seconds, dist::ReduceOp::kMax);
+  if (root) {
+    print_summary(summary, N, K, comm.size());
+    print_phases(mean_s, max_s, wall, comm.size());
+  }
   return summary;
 }
 

@@ -1,11 +1,13 @@
 #include "job/report.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/stop.hpp"
+#include "job/phases.hpp"
 
 namespace adaptdiff::job {
 
@@ -68,6 +70,22 @@ void print_summary(const JobSummary& summary, int64_t identities, int64_t images
   const auto bytes = fs::file_size(summary.output_path, ec);
   log::info("wrote {} ({})", summary.output_path,
             ec ? std::string("size unknown") : human_bytes(static_cast<double>(bytes)));
+}
+
+void print_phases(const std::vector<double>& sum_seconds, const std::vector<double>& max_seconds, double wall,
+                  int world_size) {
+  if (!(wall > 0.0)) return;
+  std::string text;
+  double covered = 0.0;
+  for (size_t p = 0; p < sum_seconds.size() && p < phase_names().size(); ++p) {
+    const double mean = sum_seconds[p] / world_size;
+    covered += mean;
+    if (mean < 0.0005 * wall) continue;
+    text += fmt::format("{}{} {:.1f}%", text.empty() ? "" : ", ", phase_names()[p], 100.0 * mean / wall);
+    if (world_size > 1) text += fmt::format(" (max {:.1f}%)", 100.0 * max_seconds[p] / wall);
+  }
+  log::info("time shares of {:.1f} s (mean over {} rank(s)): {}, other {:.1f}%", wall, world_size, text,
+            std::max(0.0, 100.0 * (1.0 - covered / wall)));
 }
 
 }  // namespace adaptdiff::job

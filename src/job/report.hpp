@@ -1,6 +1,7 @@
 #pragma once
 // What rank 0 tells the user about a run: the plan before the work, the summary after it.
 #include <string>
+#include <vector>
 
 #include "config/run_config.hpp"
 #include "job/job.hpp"
@@ -21,5 +22,11 @@ void print_plan(const Plan& plan, const config::RunConfig& cfg, const ModelBundl
 /// Logs the end of a run: the stop with its exit code and how to resume, or images, rate and forwards; then
 /// the output file's size. `identities`/`images_per_identity`/`world_size` describe the run.
 void print_summary(const JobSummary& summary, int64_t identities, int64_t images_per_identity, int world_size);
+
+/// Logs where the time went: for each phase of phase_names() with time, its share of `wall` (the seconds from
+/// the negative selection to the closed output, slowest rank) as the mean over ranks and the largest rank's;
+/// then what no phase covers. sum_seconds / max_seconds: per phase, summed / max over the world_size ranks.
+void print_phases(const std::vector<double>& sum_seconds, const std::vector<double>& max_seconds, double wall,
+                  int world_size);
 
 }  // namespace adaptdiff::job
