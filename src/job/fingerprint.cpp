@@ -56,6 +56,7 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
              std::to_string(m.latent_channels) + "x" + std::to_string(m.latent_height) + "x" +
              std::to_string(m.latent_width);
   }
+  if (cfg.run.precision != "fp32") model += ";precision=" + cfg.run.precision;  // fp32 files keep their fingerprint
   a["fingerprint.model"] = model;
   a["fingerprint.sampler"] = "kind=" + cfg.sampler.kind + ";steps=" + std::to_string(cfg.sampler.steps) +
                              (cfg.sampler.kind == "ddim" ? ";eta=" + number(cfg.sampler.eta) : "");

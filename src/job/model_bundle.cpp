@@ -72,6 +72,10 @@ ModelBundle load_model(const config::RunConfig& cfg, torch::Device device) {
     throw ConfigError("config: identities.context_dim = " + std::to_string(cfg.identities.context_dim) +
                       " but the model expects contexts of width " + std::to_string(b.context_dim));
   }
+  if (cfg.run.precision == "bf16") {  // the networks' arithmetic; the sampler's update stays float32
+    b.denoiser->set_compute_dtype(torch::kBFloat16);
+    b.decoder->set_compute_dtype(torch::kBFloat16);
+  }
   return b;
 }
 

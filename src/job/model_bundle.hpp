@@ -32,7 +32,8 @@ struct ModelBundle {
 /// LibTorch sees CUDA. Throws ConfigError for run.device = "cuda" without a CUDA device.
 torch::Device pick_device(const config::RunConfig& cfg, const dist::Comm& comm);
 
-/// Loads (or, for model.init = "random", builds with seeded weights) the model of `cfg` on `device`.
+/// Loads (or, for model.init = "random", builds with seeded weights) the model of `cfg` on `device`, in the
+/// arithmetic of run.precision (bf16: native model only, ModelError otherwise or without a bf16 path).
 /// Throws ConfigError for a missing file or a context width other than identities.context_dim,
 /// ModelError for a checkpoint that does not fit the architecture.
 ModelBundle load_model(const config::RunConfig& cfg, torch::Device device);

@@ -203,7 +203,13 @@ void VQDecoderImpl::check_latent(const torch::Tensor& z, const char* op) const {
 
 torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z) {
   check_latent(z, "forward");
-  return decoder_(pointwise(post_quant_conv_, quantize_(z)));
+  return decoder_(pointwise(post_quant_conv_, quantize_(z).to(compute_dtype_))).to(torch::kFloat);
+}
+
+void VQDecoderImpl::set_compute_dtype(torch::ScalarType dtype) {
+  decoder_->to(dtype);
+  post_quant_conv_->to(dtype);
+  compute_dtype_ = dtype;
 }
 
 torch::Tensor VQDecoderImpl::forward_unquantized(const torch::Tensor& z) {

@@ -99,9 +99,12 @@ TORCH_MODULE(VectorQuantizer);
 class VQDecoderImpl : public torch::nn::Module {
  public:
   explicit VQDecoderImpl(const config::DecoderConfig& cfg);
-  /// Default (sampling) path: quantise first. z [B, embed_dim, h, w] float -> image [B, out_ch, H, W],
+  /// Default (sampling) path: quantise first. z [B, embed_dim, h, w] float -> image [B, out_ch, H, W] float32,
   /// H = h * 2^(len(ch_mult)-1), roughly in [-1, 1]. Throws InputError for a wrong latent shape.
   torch::Tensor forward(const torch::Tensor& z);
+  /// Runs post_quant_conv and the decoder in `dtype` (weights converted); the quantiser stays in float32, so
+  /// the codebook rows chosen do not depend on it. forward() still returns float32.
+  void set_compute_dtype(torch::ScalarType dtype);
   /// Same without quantisation (upstream force_not_quantize=True).
   torch::Tensor forward_unquantized(const torch::Tensor& z);
   /// Nearest codebook rows: z [B, embed_dim, h, w] -> [B, h, w] int64.
@@ -118,6 +121,7 @@ class VQDecoderImpl : public torch::nn::Module {
   ConvDecoder decoder_{nullptr};
   VectorQuantizer quantize_{nullptr};
   torch::nn::Conv2d post_quant_conv_{nullptr};
+  torch::ScalarType compute_dtype_ = torch::kFloat;
 };
 TORCH_MODULE(VQDecoder);
 

@@ -1,4 +1,5 @@
 #include "model/loader.hpp"
+#include "model/parallel_ops.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/script.h>
@@ -55,6 +56,32 @@ torch::Tensor as_long_timesteps(const torch::Tensor& t, torch::Device device, co
 
 // ---- native networks behind the interfaces ------------------------------------------------------------------
 
+}  // namespace
+
+void Denoiser::set_compute_dtype(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat) return;
+  throw ModelError(std::string("run.precision: this denoiser runs in its own dtype; ") + c10::toString(dtype) +
+                   " needs the native IDiff-Face model (model.kind = \"idiff-face\")");
+}
+
+void LatentDecoder::set_compute_dtype(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat) return;
+  throw ModelError(std::string("run.precision: this decoder runs in its own dtype; ") + c10::toString(dtype) +
+                   " needs the native VQ decoder (model.kind = \"idiff-face\")");
+}
+
+namespace {
+
+void check_compute_dtype(torch::ScalarType dtype, const char* who, torch::Device device) {
+  if (dtype != torch::kFloat && dtype != torch::kBFloat16) {
+    throw ModelError(std::string(who) + ": compute dtype must be float32 or bfloat16, got " + c10::toString(dtype));
+  }
+  if (device.is_cpu() && !onednn_runs(dtype)) {
+    throw ModelError(std::string(who) + ": this CPU (or this LibTorch build) has no fast " + c10::toString(dtype) +
+                     " path (oneDNN with AVX-512)\n---> HINT: use run.precision = \"fp32\"");
+  }
+}
+
 class UNetDenoiser final : public Denoiser {
  public:
   UNetDenoiser(ConditionalUNet net, torch::Device device) : net_(std::move(net)), device_(device) {
@@ -63,14 +90,21 @@ class UNetDenoiser final : public Denoiser {
   }
   torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) override {
     torch::NoGradGuard no_grad;
-    const torch::Tensor ctx = context.defined() ? context.to(device_, torch::kFloat) : torch::Tensor();
-    return net_->forward(x_t.to(device_, torch::kFloat), as_long_timesteps(t, device_, "Denoiser::eps"), ctx);
+    const torch::Tensor ctx = context.defined() ? context.to(device_, dtype_) : torch::Tensor();
+    return net_->forward(x_t.to(device_, dtype_), as_long_timesteps(t, device_, "Denoiser::eps"), ctx)
+        .to(torch::kFloat);
   }
   int64_t context_dim() const override { return net_->config().context_input_channels; }
+  void set_compute_dtype(torch::ScalarType dtype) override {
+    check_compute_dtype(dtype, "Denoiser::set_compute_dtype", device_);
+    net_->to(dtype);
+    dtype_ = dtype;
+  }
 
  private:
   ConditionalUNet net_;
   torch::Device device_;
+  torch::ScalarType dtype_ = torch::kFloat;
 };
 
 class VQLatentDecoder final : public LatentDecoder {
@@ -82,6 +116,10 @@ class VQLatentDecoder final : public LatentDecoder {
   torch::Tensor decode(const torch::Tensor& z) override {
     torch::NoGradGuard no_grad;
     return net_->forward(z.to(device_, torch::kFloat));
+  }
+  void set_compute_dtype(torch::ScalarType dtype) override {
+    check_compute_dtype(dtype, "LatentDecoder::set_compute_dtype", device_);
+    net_->set_compute_dtype(dtype);
   }
 
  private:

@@ -27,6 +27,9 @@ class Denoiser {
   virtual torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) = 0;
   /// Width Dctx of the identity context the model expects (512 for IDiff-Face).
   virtual int64_t context_dim() const = 0;
+  /// Runs the network in `dtype` (kFloat, or kBFloat16: weights converted once, inputs cast, eps returned as
+  /// float32). Throws ModelError for TorchScript models (their dtype is theirs) and other dtypes.
+  virtual void set_compute_dtype(torch::ScalarType dtype);
 };
 
 /// First-stage decoder turning a sampled latent into an image.
@@ -35,6 +38,8 @@ class LatentDecoder {
   virtual ~LatentDecoder() = default;
   /// z [B,C,h,w] f32 -> image [B,3,H,W] f32 roughly in [-1,1], on the model's device.
   virtual torch::Tensor decode(const torch::Tensor& z) = 0;
+  /// As Denoiser::set_compute_dtype; the VQ quantiser (nearest codebook row) always stays in float32.
+  virtual void set_compute_dtype(torch::ScalarType dtype);
 };
 
 /// Names of the 8 schedule buffers the DDPM-wrapper checkpoint stores (float32 [T]), in file order.

@@ -24,6 +24,20 @@ namespace adaptdiff::model {
 /// Output channels per task of the BLAS fallback of pointwise().
 inline constexpr int64_t kPointwiseRows = 64;
 
+/// True when the CPU paths below run `dtype` through oneDNN: float32 whenever LibTorch has oneDNN; bfloat16
+/// also needs AVX-512 (BW, VL, DQ: the test LibTorch itself makes before its oneDNN bfloat16 kernels).
+inline bool onednn_runs(torch::ScalarType dtype) {
+  if (!at::hasMKLDNN()) return false;
+  if (dtype == torch::kFloat) return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (dtype == torch::kBFloat16) {
+    return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+  }
+#endif
+  return false;
+}
+
 /// x [B, Cin, *spatial] f32 (any layout); weight [Cout, Cin] or [Cout, Cin, 1(, 1)] (Conv or Linear weights);
 /// bias [Cout] or undefined. Returns [B, Cout, *spatial] contiguous on x's device. On CUDA it is one batched
 /// matrix product (no bitwise promise there).
@@ -38,7 +52,7 @@ inline torch::Tensor pointwise(const torch::Tensor& weight, const torch::Tensor&
   }
   const torch::Tensor xs = x.reshape({B, cin, -1}).contiguous();  // [B, Cin, P]
   const int64_t P = xs.size(2);
-  if (at::hasMKLDNN() && x.scalar_type() == torch::kFloat) {
+  if (onednn_runs(x.scalar_type())) {
     const torch::Tensor y = at::mkldnn_convolution(xs.view({B, cin, P, 1}), weight.reshape({cout, cin, 1, 1}),
                                                    bias, {0, 0}, {1, 1}, {1, 1}, 1);
     return y.reshape(shape);
@@ -72,7 +86,7 @@ torch::Tensor pointwise(const Holder& layer, const torch::Tensor& x) {
 /// On the CPU one oneDNN grouped 1x1 convolution (X as the input, W as the weights), else torch::bmm.
 inline torch::Tensor grouped_product(const torch::Tensor& W, const torch::Tensor& X) {
   const int64_t G = W.size(0), M = W.size(1), K = W.size(2), N = X.size(2);
-  if (X.device().is_cpu() && at::hasMKLDNN() && X.scalar_type() == torch::kFloat) {
+  if (X.device().is_cpu() && onednn_runs(X.scalar_type())) {
     return at::mkldnn_convolution(X.contiguous().view({1, G * K, N, 1}), W.contiguous().view({G * M, K, 1, 1}), {},
                                   {0, 0}, {1, 1}, {1, 1}, G)
         .view({G, M, N});

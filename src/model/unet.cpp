@@ -146,7 +146,7 @@ UNetStageImpl::UNetStageImpl(int64_t channels, bool up) {
 
 torch::Tensor UNetStageImpl::forward(const torch::Tensor& x, const torch::Tensor& temb, const torch::Tensor& c) {
   if (down_) return down_(x);
-  if (up_ && (!x.device().is_cpu() || !at::hasMKLDNN())) return up_(x);
+  if (up_ && (!x.device().is_cpu() || !onednn_runs(x.scalar_type()))) return up_(x);
   if (up_) {
     const int64_t version = static_cast<int64_t>(up_->weight._version());
     if (version != up_version_ || !up_w3_.defined()) {

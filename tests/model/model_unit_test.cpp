@@ -497,6 +497,29 @@ TEST(ParallelOps, TransposedConvAs3x3ConvAndPixelShuffleEqualsConvTranspose2d) {
   EXPECT_LE(max_abs(got, want), 1e-12);
 }
 
+TEST(Precision, Bf16NetworksStayCloseToFp32) {
+  if (!onednn_runs(torch::kBFloat16)) GTEST_SKIP() << "no bfloat16 path on this CPU (needs AVX-512)";
+  const config::ModelConfig cfg = tiny_config();
+  auto unet32 = random_idiff_face_unet(cfg, 3, torch::kCPU), unet16 = random_idiff_face_unet(cfg, 3, torch::kCPU);
+  auto dec32 = random_vq_decoder(cfg, 4, torch::kCPU), dec16 = random_vq_decoder(cfg, 4, torch::kCPU);
+  unet16->set_compute_dtype(torch::kBFloat16);
+  dec16->set_compute_dtype(torch::kBFloat16);
+  torch::manual_seed(2);
+  const torch::Tensor x = torch::randn({3, 3, 16, 16}), c = torch::randn({3, 512});
+  const torch::Tensor t = torch::tensor({10, 500, 990}, torch::kLong);
+  const torch::Tensor e32 = unet32->eps(x, t, c), e16 = unet16->eps(x, t, c);
+  ASSERT_EQ(e16.scalar_type(), torch::kFloat);
+  // bfloat16 keeps 8 significant bits (relative rounding 2^-9 per operation); a few dozen layers stay within
+  // a few percent of float32, far from an unrelated output (relative difference ~1.4).
+  const double rel = ((e16 - e32).norm() / e32.norm()).item<double>();
+  EXPECT_LT(rel, 0.05);
+  EXPECT_GT(rel, 0.0);  // it really ran in bfloat16
+  const torch::Tensor i32 = dec32->decode(x), i16 = dec16->decode(x);
+  ASSERT_EQ(i16.scalar_type(), torch::kFloat);
+  EXPECT_LT(((i16 - i32).norm() / i32.norm()).item<double>(), 0.05);
+  EXPECT_THROW(unet16->set_compute_dtype(torch::kHalf), ModelError);
+}
+
 TEST(UNetParts, TimeFeaturesAreCosineThenSine) {
   config::UNetConfig u = tiny_config().unet;
   ConditionalUNet net(u);
