@@ -57,7 +57,7 @@ std::string json_list(const std::vector<double>& v) {
 // ---- sampler --------------------------------------------------------------------------------------------------
 
 struct SamplerArgs {
-  std::string arch, unet, decoder, inputs, out, json, schedule = "linear";
+  std::string arch, unet, decoder, inputs, out, json, schedule = "linear", precision = "fp32";
   int64_t steps = 10;
   double w = 0.5, w_max = 1.0;
   int threads = 0, rounds = 1;
@@ -84,6 +84,10 @@ int run_sampler(const SamplerArgs& a) {
   const auto schedule = sampler::Schedule::linear(mc.diffusion.T, mc.diffusion.beta_1, mc.diffusion.beta_T);
   const auto unet = model::load_idiff_face_unet(mc, a.unet, torch::kCPU);
   const auto decoder = a.no_decode ? nullptr : model::load_vq_decoder(mc, a.decoder, torch::kCPU);
+  if (a.precision == "bf16") {
+    unet->set_compute_dtype(torch::kBFloat16);
+    if (decoder) decoder->set_compute_dtype(torch::kBFloat16);
+  }
   const io::H5Reader in(a.inputs);
   const torch::Tensor x_T = in.read("x_T").to(torch::kFloat);
   const torch::Tensor pos = in.read("context_pos").to(torch::kFloat);
@@ -120,7 +124,8 @@ int run_sampler(const SamplerArgs& a) {
   out.arrays.emplace_back("x0", x0.contiguous());
   if (decoded.defined()) out.arrays.emplace_back("decoded", decoded.contiguous());
   if (!a.out.empty()) io::write_small_file(a.out, out);
-  std::ofstream(a.json) << "{\"threads\": " << at::get_num_threads() << ", \"batch\": " << x_T.size(0)
+  std::ofstream(a.json) << "{\"threads\": " << at::get_num_threads() << ", \"precision\": \"" << a.precision
+                        << "\", \"batch\": " << x_T.size(0)
                         << ", \"steps\": " << step_seconds.size() << ", \"forwards_per_step\": 1"
                         << ", \"rows_per_forward\": " << (guided ? 2 : 1) * x_T.size(0)
                         << ", \"step_seconds\": " << json_list(step_seconds)
@@ -253,6 +258,8 @@ int main(int argc, char** argv) {
   s->add_option("--w-max", sa.w_max, "w_max of linear");
   s->add_option("--threads", sa.threads, "intra-op threads (0: LibTorch's default)");
   s->add_flag("--no-decode", sa.no_decode, "skip decoding");
+  s->add_option("--precision", sa.precision, "fp32 or bf16 (the networks' arithmetic)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   s->add_option("--rounds", sa.rounds, "sample the same batch this many times (RSS recorded after each)");
   NegativesArgs na;
   auto* n = app.add_subcommand("negatives", "distributed Far-Neg against the float32 product floor (MPI)");

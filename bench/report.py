@@ -89,6 +89,28 @@ def sampler_table(out: Path, sizes, batches, cores, results) -> None:
            "reference img/s", "ratio", "rel diff x0", "rel diff image"], rows)
 
 
+def bf16_table(out: Path, sizes, batches, cores, results) -> None:
+    rows = []
+    for size in sizes:
+        for b in batches:
+            tag = f"{size}_b{b}"
+            fp32, bf16 = load(out / f"ours_{tag}_1x{cores}.json"), load(out / f"ours_{tag}_1x{cores}_bf16.json")
+            if not fp32 or not bf16:
+                continue
+            a, c = out / f"ours_{tag}_1x{cores}_bf16.h5", out / f"ours_{tag}_1x{cores}.h5"
+            dx, dimg = rel_diff(a, c, "x0"), rel_diff(a, c, "decoded")
+            step = statistics.median(fp32["step_seconds"]) / statistics.median(bf16["step_seconds"])
+            dec = (fp32["decode_seconds"] / bf16["decode_seconds"]) if bf16.get("decode_seconds") else None
+            rate = images_per_second(bf16) / images_per_second(fp32)
+            rows.append([size, b, f"{step:.2f}x", "-" if dec is None else f"{dec:.2f}x", f"{rate:.2f}x",
+                         "-" if dx is None else f"{dx:.1e}", "-" if dimg is None else f"{dimg:.1e}"])
+            results.setdefault("bf16", []).append({"size": size, "batch": b, "step_speedup": step,
+                                                   "decode_speedup": dec, "images_per_s_ratio": rate,
+                                                   "rel_diff_x0": dx, "rel_diff_decoded": dimg})
+    table(f"1b. bf16 against fp32 (adaptdiff, 1x{cores}): speed-ups and relative differences of the outputs",
+          ["model", "batch", "step", "decode", "images/s", "rel diff x0", "rel diff image"], rows)
+
+
 def phase_table(out: Path, cores, results) -> None:
     rows = []
     for layout in (f"1x{cores}", f"{cores}x1"):
@@ -188,6 +210,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     results: dict = {}
     sampler_table(a.out, a.sizes, a.batches, a.cores, results)
+    bf16_table(a.out, a.sizes, a.batches, a.cores, results)
     phase_table(a.out, a.cores, results)
     farneg_table(a.out, a.farneg, results)
     scaling_table(a.out, a.sizes, a.batches, a.cores, results)

@@ -4,6 +4,7 @@
 # against a baseline measured in the same run. Results: bench/out/*.json and bench/out/results.json.
 #
 # Usage: bench/run.sh [--quick]       --quick: tiny model and N = 10,000 only (a few minutes)
+# A measurement whose result file exists is not run again (delete bench/out, or set BENCH_FRESH=1, to redo all).
 # Environment: BENCH_OUT (default bench/out), BENCH_STEPS (DDIM steps setting, default 10),
 #              BENCH_BATCHES (default "4 8"), BENCH_SIZES (default "tiny cpd25"), BENCH_FARNEG_N (default
 #              "10000 50000"). Takes about 40 minutes on 2 cores in full; run it on an otherwise idle machine.
@@ -28,6 +29,20 @@ bench=build/bench/adaptdiff-bench
 sample=build/src/app/adaptdiff-sample
 cores=$(nproc)
 
+# True when result file $1 exists and BENCH_FRESH is not set: that measurement is kept.
+have() { [ -z "${BENCH_FRESH:-}" ] && [ -f "$1" ]; }
+
+# Runs "$@" once per core, each pinned to its core with one BLAS thread, all at once; "{r}" in an argument
+# becomes the core's number.
+per_core() {
+  local pids=() r
+  for ((r = 0; r < cores; r++)); do
+    OPENBLAS_NUM_THREADS=1 taskset -c "$r" "${@//\{r\}/$r}" >/dev/null &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+}
+
 arch_of() { case "$1" in tiny) echo configs/models/tiny.toml ;; cpd25) echo configs/models/idiff-face-cpd25.toml ;; esac; }
 
 # ---- 1. sampler vs the reference implementation -------------------------------------------------------------
@@ -44,37 +59,33 @@ for size in $sizes; do
     $py bench/reference/make_inputs.py --batch "$b" --arch "$arch" --seed 0 --out "$out/in_$tag.h5" >/dev/null
     common=(--inputs "$out/in_$tag.h5" --steps "$steps" --schedule linear --w-max 1.0)
     echo "== sampler $tag: adaptdiff, 1 process x $cores threads"
-    OPENBLAS_NUM_THREADS=1 $bench sampler "${files[@]}" "${common[@]}" --threads "$cores" \
+    have "$out/ours_${tag}_1x${cores}.json" || OPENBLAS_NUM_THREADS=1 $bench sampler "${files[@]}" "${common[@]}" --threads "$cores" \
       --out "$out/ours_${tag}_1x${cores}.h5" --json "$out/ours_${tag}_1x${cores}.json"
     echo "== sampler $tag: adaptdiff, $cores processes x 1 thread (one core each, concurrently)"
-    pids=()
-    for ((r = 0; r < cores; r++)); do
-      OPENBLAS_NUM_THREADS=1 taskset -c "$r" $bench sampler "${files[@]}" "${common[@]}" --threads 1 \
-        --json "$out/ours_${tag}_${cores}x1_r$r.json" >/dev/null &
-      pids+=($!)
-    done
-    wait "${pids[@]}"
+    have "$out/ours_${tag}_${cores}x1_r0.json" ||
+      per_core $bench sampler "${files[@]}" "${common[@]}" --threads 1 --json "$out/ours_${tag}_${cores}x1_r{r}.json"
     # The reference at each thread setting a user would try; the best one is the baseline.
     for setting in "2 1" "2 default" "1 1"; do
       set -- $setting
       ((${1} <= cores)) || continue
       echo "== sampler $tag: reference, torch threads $1, OpenBLAS threads $2"
-      env $([ "$2" = default ] && echo "X=1" || echo "OPENBLAS_NUM_THREADS=$2") \
+      have "$out/ref_${tag}_t$1_blas$2.json" || env $([ "$2" = default ] && echo "X=1" || echo "OPENBLAS_NUM_THREADS=$2") \
         $py bench/reference/sampler.py "${files[@]}" "${common[@]}" --threads "$1" \
         --out "$out/ref_${tag}_t$1_blas$2.h5" --json "$out/ref_${tag}_t$1_blas$2.json"
     done
     echo "== sampler $tag: reference, $cores processes x 1 thread"
-    pids=()
-    for ((r = 0; r < cores; r++)); do
-      OPENBLAS_NUM_THREADS=1 taskset -c "$r" $py bench/reference/sampler.py "${files[@]}" "${common[@]}" \
-        --threads 1 --json "$out/ref_${tag}_${cores}x1_r$r.json" >/dev/null &
-      pids+=($!)
-    done
-    wait "${pids[@]}"
+    have "$out/ref_${tag}_${cores}x1_r0.json" ||
+      per_core $py bench/reference/sampler.py "${files[@]}" "${common[@]}" --threads 1 \
+        --json "$out/ref_${tag}_${cores}x1_r{r}.json"
+    # bf16 (AVX512-BF16 / AMX through oneDNN) against the fp32 run above: speed and error.
+    echo "== sampler $tag: adaptdiff bf16, 1 process x $cores threads"
+    have "$out/ours_${tag}_1x${cores}_bf16.json" ||
+      OPENBLAS_NUM_THREADS=1 $bench sampler "${files[@]}" "${common[@]}" --threads "$cores" --precision bf16 \
+      --out "$out/ours_${tag}_1x${cores}_bf16.h5" --json "$out/ours_${tag}_1x${cores}_bf16.json" || true
     # Memory flat over a long run: the same batch five times, RSS after each.
     if [ "$b" = "$(echo $batches | cut -d' ' -f1)" ]; then
       echo "== memory $tag: 5 rounds"
-      OPENBLAS_NUM_THREADS=1 $bench sampler "${files[@]}" "${common[@]}" --threads "$cores" --rounds 5 \
+      have "$out/mem_${tag}.json" || OPENBLAS_NUM_THREADS=1 $bench sampler "${files[@]}" "${common[@]}" --threads "$cores" --rounds 5 \
         --json "$out/mem_${tag}.json" >/dev/null
     fi
   done
@@ -116,11 +127,11 @@ for n in $farneg_n; do
     echo "== Far-Neg N = $n, $ranks rank(s)"
     bind=(--bind-to core)
     ((ranks == 1)) && bind=(--bind-to none)
-    OPENBLAS_NUM_THREADS=1 "${mpi[@]}" -n "$ranks" "${bind[@]}" $bench negatives --count "$n" --repeat 3 \
+    have "$out/farneg_n${n}_r${ranks}.json" || OPENBLAS_NUM_THREADS=1 "${mpi[@]}" -n "$ranks" "${bind[@]}" $bench negatives --count "$n" --repeat 3 \
       --json "$out/farneg_n${n}_r${ranks}.json"
   done
   echo "== Far-Neg N = $n: per-row loop (numpy)"
-  $py bench/reference/far_neg_loop.py --count "$n" --rows $((n >= 50000 ? 200 : 500)) --json "$out/farneg_n${n}_loop.json"
+  have "$out/farneg_n${n}_loop.json" || $py bench/reference/far_neg_loop.py --count "$n" --rows $((n >= 50000 ? 200 : 500)) --json "$out/farneg_n${n}_loop.json"
 done
 
 echo
