@@ -4,7 +4,8 @@
 # against a baseline measured in the same run. Results: bench/out/*.json and bench/out/results.json.
 #
 # Usage: bench/run.sh [--quick]       --quick: tiny model and N = 10,000 only (a few minutes)
-# A measurement whose result file exists is not run again (delete bench/out, or set BENCH_FRESH=1, to redo all).
+# BENCH_RESUME=1 keeps the measurements whose result files exist (to finish an interrupted run; the ratios then
+# mix runs, so final figures come from one uninterrupted run, the default).
 # Environment: BENCH_OUT (default bench/out), BENCH_STEPS (DDIM steps setting, default 10),
 #              BENCH_BATCHES (default "4 8"), BENCH_SIZES (default "tiny cpd25"), BENCH_FARNEG_N (default
 #              "10000 50000"). Takes about 40 minutes on 2 cores in full; run it on an otherwise idle machine.
@@ -21,6 +22,7 @@ if ((quick)); then sizes=tiny; farneg_n=10000; fi
 py=/usr/bin/python3  # Debian's interpreter: python3-torch, numpy, h5py (installed by tools/setup.sh)
 mpi=(mpiexec)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
+[ -n "${BENCH_RESUME:-}" ] || rm -f "$out"/*.json "$out"/*.log "$out"/ours_*.h5 "$out"/ref_*.h5
 mkdir -p "$out"
 
 echo "== build (tools/setup.sh)"
@@ -29,8 +31,8 @@ bench=build/bench/adaptdiff-bench
 sample=build/src/app/adaptdiff-sample
 cores=$(nproc)
 
-# True when result file $1 exists and BENCH_FRESH is not set: that measurement is kept.
-have() { [ -z "${BENCH_FRESH:-}" ] && [ -f "$1" ]; }
+# True when BENCH_RESUME is set and result file $1 exists: that measurement is kept.
+have() { [ -n "${BENCH_RESUME:-}" ] && [ -f "$1" ]; }
 
 # Runs "$@" once per core, each pinned to its core with one BLAS thread, all at once; "{r}" in an argument
 # becomes the core's number.

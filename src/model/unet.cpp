@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "model/tensor_text.hpp"
@@ -78,15 +79,24 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t inner_channels, int64_t k
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& q_in, const torch::Tensor& kv_in) {
+  const auto [k, v] = keys_values(kv_in);
+  return attend(q_in, k, v);
+}
+
+std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::keys_values(const torch::Tensor& kv_in) {
   // Ref: spec 3.3 "Multi-head attention". Heads are contiguous channel blocks, row = b * nh + head.
-  const int64_t B = q_in.size(0), Lq = q_in.size(2), Lk = kv_in.size(2);
-  const int64_t BH = B * heads_;
+  const int64_t BH = kv_in.size(0) * heads_, Lk = kv_in.size(2);
+  return {pointwise(to_k_, kv_in).reshape({BH, head_channels_, Lk}),
+          pointwise(to_v_, kv_in).reshape({BH, head_channels_, Lk})};
+}
+
+torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& q_in, const torch::Tensor& k,
+                                             const torch::Tensor& v) {
+  const int64_t B = q_in.size(0), Lq = q_in.size(2);
   // Overall scale 1/sqrt(hc) (upstream multiplies q and k by hc^-1/4 each; same value up to rounding).
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_channels_));
-  const torch::Tensor q = (pointwise(to_q_, q_in) * scale).reshape({BH, head_channels_, Lq});
-  const torch::Tensor k = pointwise(to_k_, kv_in).reshape({BH, head_channels_, Lk});
-  const torch::Tensor v = pointwise(to_v_, kv_in).reshape({BH, head_channels_, Lk});
-  const torch::Tensor o = attention(q, k, v, B, 1.0);                       // [BH, hc, Lq]
+  const torch::Tensor q = (pointwise(to_q_, q_in) * scale).reshape({B * heads_, head_channels_, Lq});
+  const torch::Tensor o = attention(q, k, v, B, 1.0);  // [BH, hc, Lq]
   return pointwise(proj_out_, o.view({B, heads_ * head_channels_, Lq}));
 }
 
@@ -115,11 +125,17 @@ torch::Tensor CrossAttentionBlockImpl::forward(const torch::Tensor& x, const tor
   // Ref: spec 3.3 steps 1-6.
   const int64_t B = x.size(0), H = x.size(2), W = x.size(3);
   torch::Tensor h = pointwise(x_proj_in_, x).reshape({B, inner_, H * W});                     // [B, I, N]
-  // Context -> d tokens of width D, split channel-major: element (ch, tok) at flat index ch * d + tok.
-  const torch::Tensor u = c_norm_(c_proj_in_(c).view({B, context_channels_, context_tokens_}));  // [B, D, d]
+  const bool same_context = cached_c_.defined() && c.device().is_cpu() && c.sizes() == cached_c_.sizes() &&
+                            c.scalar_type() == cached_c_.scalar_type() && torch::equal(c, cached_c_);
+  if (!same_context) {
+    // Context -> d tokens of width D, split channel-major: element (ch, tok) at flat index ch * d + tok.
+    const torch::Tensor u = c_norm_(c_proj_in_(c).view({B, context_channels_, context_tokens_}));  // [B, D, d]
+    std::tie(cached_k_, cached_v_) = cross_attention_->keys_values(u);
+    cached_c_ = c;
+  }
   torch::Tensor n = x_norm_(h);
   h = self_attention_(n, n) + h;                                                   // self-attention
-  h = cross_attention_(x_norm_(h), u) + h;                                         // cross-attention
+  h = cross_attention_->attend(x_norm_(h), cached_k_, cached_v_) + h;              // cross-attention
   // Feed-forward per token, on channel-major tokens: Linear(I, 4I), GELU, Linear(4I, I) as pointwise products.
   h = pointwise(ff_out_, F::gelu(pointwise(ff_in_, x_norm_(h)))) + h;
   return pointwise(x_proj_out_, h.reshape({B, inner_, H, W})) + x;

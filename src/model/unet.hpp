@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "config/model_config.hpp"
@@ -55,6 +56,10 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
   MultiHeadAttentionImpl(int64_t inner_channels, int64_t kv_channels, int64_t heads, int64_t head_channels);
   /// q_in [B, I, Lq], kv_in [B, Ck, Lk] -> [B, I, Lq]
   torch::Tensor forward(const torch::Tensor& q_in, const torch::Tensor& kv_in);
+  /// Keys and values of kv_in [B, Ck, Lk]: each [B·heads, hc, Lk].
+  std::pair<torch::Tensor, torch::Tensor> keys_values(const torch::Tensor& kv_in);
+  /// q_in [B, I, Lq] attending to keys and values from keys_values() -> [B, I, Lq].
+  torch::Tensor attend(const torch::Tensor& q_in, const torch::Tensor& k, const torch::Tensor& v);
 
  private:
   int64_t heads_, head_channels_;
@@ -81,6 +86,9 @@ class CrossAttentionBlockImpl : public torch::nn::Module {
   torch::nn::Sequential ff_{nullptr};  // [0] Linear(I, 4I), [1] GELU, [2] Linear(4I, I)
   torch::nn::LinearImpl* ff_in_ = nullptr;   // ff_[0], owned by ff_
   torch::nn::LinearImpl* ff_out_ = nullptr;  // ff_[2], owned by ff_
+  // The cross-attention's keys and values depend on the context only, and a sampler passes the same contexts at
+  // every step of a batch: on the CPU they are kept while c holds the same values (the same bits as recomputing).
+  torch::Tensor cached_c_, cached_k_, cached_v_;
 };
 TORCH_MODULE(CrossAttentionBlock);
 

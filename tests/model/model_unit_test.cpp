@@ -520,6 +520,24 @@ TEST(Precision, Bf16NetworksStayCloseToFp32) {
   EXPECT_THROW(unet16->set_compute_dtype(torch::kHalf), ModelError);
 }
 
+TEST(UNetParts, ContextKeysAndValuesAreReusedOnlyForTheSameContextValues) {
+  // The cross-attention keeps its keys/values while the context holds the same values: a model that has seen
+  // other contexts gives bitwise what a fresh model gives, also after the caller changed a context in place.
+  const config::ModelConfig cfg = tiny_config();
+  auto used = random_idiff_face_unet(cfg, 5, torch::kCPU);
+  torch::manual_seed(4);
+  const torch::Tensor x = torch::randn({2, 3, 16, 16}), t = torch::tensor({700, 700}, torch::kLong);
+  torch::Tensor c = torch::randn({2, 512});
+  const torch::Tensor c2 = torch::randn({2, 512});
+  const torch::Tensor first = used->eps(x, t, c);
+  EXPECT_TRUE(torch::equal(used->eps(x, t, c), first));
+  EXPECT_TRUE(torch::equal(used->eps(x, t, c2), random_idiff_face_unet(cfg, 5, torch::kCPU)->eps(x, t, c2)));
+  c.mul_(-1.5);
+  const torch::Tensor changed = used->eps(x, t, c);
+  EXPECT_TRUE(torch::equal(changed, random_idiff_face_unet(cfg, 5, torch::kCPU)->eps(x, t, c)));
+  EXPECT_FALSE(torch::equal(changed, first));
+}
+
 TEST(UNetParts, TimeFeaturesAreCosineThenSine) {
   config::UNetConfig u = tiny_config().unet;
   ConditionalUNet net(u);
