@@ -189,6 +189,29 @@ RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, co
   return r;
 }
 
+/// The run's summary, reduced over the ranks (COLLECTIVE).
+JobSummary summarize(const dist::Comm& comm, const RoundsResult& rounds, const BatchPipeline& pipeline,
+                     int64_t done_before, int64_t total, const std::string& output_path) {
+  JobSummary summary;
+  summary.images_written = comm.allreduce(rounds.written, dist::ReduceOp::kSum);
+  summary.forwards = comm.allreduce(pipeline.counter().calls, dist::ReduceOp::kSum);
+  summary.seconds = comm.allreduce(rounds.seconds, dist::ReduceOp::kMax);
+  summary.output_path = output_path;
+  summary.samples_done = done_before + summary.images_written;
+  summary.samples_total = total;
+  summary.stopped = rounds.stopped && summary.samples_done < summary.samples_total;
+  return summary;
+}
+
+/// Where the time went: each rank's phase times summed and maxed over the ranks, logged by rank 0 as shares of
+/// the slowest rank's `work_seconds` (COLLECTIVE).
+void report_phases(const dist::Comm& comm, const PhaseTimes& times, double work_seconds) {
+  const std::vector<double> sum = comm.allreduce(times.to_vector(), dist::ReduceOp::kSum);
+  const std::vector<double> max = comm.allreduce(times.to_vector(), dist::ReduceOp::kMax);
+  const double wall = comm.allreduce(work_seconds, dist::ReduceOp::kMax);
+  if (comm.rank() == 0) print_phases(sum, max, wall, comm.size());
+}
+
 }  // namespace
 
 JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg, const JobOptions& opts) {
@@ -272,21 +295,9 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   const double work_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - work_start).count();
 
   // ---- report ---------------------------------------------------------------------------------------------
-  JobSummary summary;
-  summary.images_written = comm.allreduce(rounds.written, dist::ReduceOp::kSum);
-  summary.forwards = comm.allreduce(pipeline.counter().calls, dist::ReduceOp::kSum);
-  summary.seconds = comm.allreduce(rounds.seconds, dist::ReduceOp::kMax);
-  summary.output_path = cfg.output.path;
-  summary.samples_done = done_before + summary.images_written;
-  summary.samples_total = N * K;
-  summary.stopped = rounds.stopped && summary.samples_done < summary.samples_total;
-  const std::vector<double> mean_s = comm.allreduce(times.to_vector(), dist::ReduceOp::kSum);
-  const std::vector<double> max_s = comm.allreduce(times.to_vector(), dist::ReduceOp::kMax);
-  const double wall = comm.allreduce(work_seconds, dist::ReduceOp::kMax);
-  if (root) {
-    print_summary(summary, N, K, comm.size());
-    print_phases(mean_s, max_s, wall, comm.size());
-  }
+  const JobSummary summary = summarize(comm, rounds, pipeline, done_before, N * K, cfg.output.path);
+  if (root) print_summary(summary, N, K, comm.size());
+  report_phases(comm, times, work_seconds);
   return summary;
 }
 
