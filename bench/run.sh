@@ -8,12 +8,12 @@
 # mix runs, so final figures come from one uninterrupted run, the default).
 # Environment: BENCH_OUT (default bench/out), BENCH_STEPS (DDIM steps setting, default 10),
 #              BENCH_BATCHES (default "4 8"), BENCH_SIZES (default "tiny cpd25"), BENCH_FARNEG_N (default
-#              "10000 50000"). Takes about 40 minutes on 2 cores in full; run it on an otherwise idle machine.
+#              "10000 50000"). Takes about 30 minutes on 2 cores in full; run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
-out=${BENCH_OUT:-bench/out}
+out=$(realpath -m "${BENCH_OUT:-bench/out}")
 steps=${BENCH_STEPS:-10}
 batches=${BENCH_BATCHES:-4 8}
 sizes=${BENCH_SIZES:-tiny cpd25}
@@ -115,7 +115,7 @@ steps = $steps
 batch_size = 4
 progress_interval = 1000.0
 [output]
-path = "$PWD/$out/job.h5"
+path = "$out/job.h5"
 overwrite = true
 EOF
 echo "== job ($job_size, 16 samples): 1 rank x $cores threads"

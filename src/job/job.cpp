@@ -44,8 +44,8 @@ torch::Device set_up_rank(const dist::Comm& comm, const config::RunConfig& cfg) 
   const int blas_threads = pin_blas_threads(1);
   torch::Device device(torch::kCPU);
   agree(comm, "device", [&] { device = pick_device(cfg, comm); });
-  log::info("device {}, {} intra-op thread(s) ({} rank(s) on this node, {} CPU(s) allowed{}), BLAS threads {}",
-            device.str(), threads, comm.local_size(), cpus_allowed(), cfg.run.threads > 0 ? ", set by run.threads" : "",
+  log::info("device {}, precision {}, {} intra-op thread(s) ({} rank(s) on this node, {} CPU(s) allowed{}), BLAS threads {}",
+            device.str(), cfg.run.precision, threads, comm.local_size(), cpus_allowed(), cfg.run.threads > 0 ? ", set by run.threads" : "",
             blas_threads > 0 ? std::to_string(blas_threads) : std::string("n/a"));
   const std::string binding = binding_warning(comm.local_size(), cpus_allowed(), 0);
   if (cfg.run.threads <= 0 && device.is_cpu() && !binding.empty()) log::warn("{}", binding);

@@ -78,7 +78,7 @@ void check_compute_dtype(torch::ScalarType dtype, const char* who, torch::Device
   }
   if (device.is_cpu() && !onednn_runs(dtype)) {
     throw ModelError(std::string(who) + ": this CPU (or this LibTorch build) has no fast " + c10::toString(dtype) +
-                     " path (oneDNN with AVX-512)\n---> HINT: use run.precision = \"fp32\"");
+                     " path (oneDNN with AVX-512, not capped by ONEDNN_MAX_CPU_ISA)\n---> HINT: use run.precision = \"fp32\"");
   }
 }
 

@@ -16,6 +16,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -25,12 +27,20 @@ namespace adaptdiff::model {
 inline constexpr int64_t kPointwiseRows = 64;
 
 /// True when the CPU paths below run `dtype` through oneDNN: float32 whenever LibTorch has oneDNN; bfloat16
-/// also needs AVX-512 (BW, VL, DQ: the test LibTorch itself makes before its oneDNN bfloat16 kernels).
+/// also needs AVX-512 (BW, VL, DQ: the test LibTorch itself makes before its oneDNN bfloat16 kernels) and no
+/// ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA cap below AVX-512.
 inline bool onednn_runs(torch::ScalarType dtype) {
   if (!at::hasMKLDNN()) return false;
   if (dtype == torch::kFloat) return true;
 #if defined(__x86_64__) && defined(__GNUC__)
   if (dtype == torch::kBFloat16) {
+    for (const char* var : {"ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"}) {
+      const char* cap = std::getenv(var);
+      if (cap != nullptr && std::string(cap).rfind("AVX512", 0) != 0 && std::string(cap).rfind("AMX", 0) != 0 &&
+          std::string(cap) != "ALL" && std::string(cap) != "DEFAULT") {
+        return false;
+      }
+    }
     return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512dq");
   }
