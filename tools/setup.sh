@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Installs adaptdiff's build dependencies from Debian's packages (only those missing) and builds it.
-# Usage: tools/setup.sh [BUILD_DIR]   (default: build)
+# Installs adaptdiff's build dependencies (Debian packages, only those missing) and builds it.
+# Usage: tools/setup.sh [--cuda] [BUILD_DIR]   (default: build, or build-cuda with --cuda)
+#   --cuda   build against the CUDA LibTorch 2.x inside PyPI's torch wheel instead of Debian's LibTorch 1.13:
+#            the wheel (with its CUDA libraries and NCCL as wheels) goes into BUILD_DIR/torch-env; the CUDA
+#            toolkit's compiler and headers must be on the machine. Compiles the GPU path in (CUDA graphs, pinned
+#            staging, NCCL); the result also runs on machines without a GPU.
 # Environment: ADAPTDIFF_JOBS (parallel compile jobs, default: number of cores),
-#              ADAPTDIFF_CMAKE_ARGS (extra CMake arguments).
+#              ADAPTDIFF_CMAKE_ARGS (extra CMake arguments), ADAPTDIFF_TARGETS (build only these targets),
+#              ADAPTDIFF_TORCH_VERSION (--cuda: the torch wheel, default 2.15.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cuda=0
+if [ "${1:-}" = "--cuda" ]; then
+  cuda=1
+  shift
+fi
 build_dir=${1:-build}
+((cuda)) && build_dir=${1:-build-cuda}
 
 packages=(
   cmake g++ make pkg-config
@@ -33,6 +44,27 @@ if ((${#missing[@]})); then
 fi
 
 jobs=${ADAPTDIFF_JOBS:-$(nproc)}
+cmake_args=()
+if ((cuda)); then
+  if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+    echo "setup: --cuda needs the CUDA toolkit (nvcc and its headers) on this machine; none found" >&2
+    exit 1
+  fi
+  version=${ADAPTDIFF_TORCH_VERSION:-2.15.0}
+  venv="$build_dir/torch-env"
+  [ -x "$venv/bin/python" ] || { mkdir -p "$build_dir"; /usr/bin/python3 -m venv "$venv"; }
+  if ! "$venv/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$version')" 2>/dev/null; then
+    echo "setup: installing PyPI's torch==$version (CUDA LibTorch, several GB) into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "torch==$version"
+  fi
+  site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  # LibTorch's CMake files, and the wheel's own CUDA runtime and NVRTC (not an older toolkit's of the same name).
+  cmake_args+=("-DCMAKE_PREFIX_PATH=$site/torch;$site/torch/share/cmake"
+               "-DCUDA_cudart_LIBRARY=$(ls "$site"/nvidia/cu*/lib/libcudart.so.* | head -n 1)"
+               "-DCUDA_NVRTC_LIB=$(ls "$site"/nvidia/cu*/lib/libnvrtc.so.* | grep -v builtins | head -n 1)")
+fi
 # shellcheck disable=SC2086
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${ADAPTDIFF_CMAKE_ARGS:-} >/dev/null
-cmake --build "$build_dir" -j "$jobs"
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release "${cmake_args[@]}" ${ADAPTDIFF_CMAKE_ARGS:-} >/dev/null
+targets=()
+for t in ${ADAPTDIFF_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build_dir" -j "$jobs" "${targets[@]}"

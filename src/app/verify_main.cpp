@@ -56,17 +56,23 @@ std::unique_ptr<sampler::GuidanceSchedule> schedule_of(const H5Reader& ref, cons
   return sampler::make_guidance_schedule("constant", w, 0);
 }
 
+/// Relative tolerance of the schedule entries, the one model::check_schedule_buffers applies to checkpoints.
+constexpr double kScheduleRelTol = 1e-5;
+
 void check_schedule(const H5Reader& ref, const sampler::Schedule& s, Tally& tally) {
   for (const auto& [name, ours] : s.checkpoint_buffers()) {
     const std::string path = "/schedule/" + name;
     if (!ref.exists(path)) continue;
     const torch::Tensor r = ref.read(path);
-    // Same float32 operations as upstream: allow a few ulp (1e-6 relative).
-    tally.line("schedule/" + name, max_abs_err(ours, r), 1e-6 * max_abs(r));
+    // Same float32 operations as upstream, but their last bits depend on the LibTorch version (log and cumsum
+    // changed between 1.13 and 2.x), and (1 - alpha) / sqrt(1 - alpha_bar) magnifies a change of alpha_bar near
+    // t = 0 (LibTorch 2.15 against the reference: 9.5e-8, 4.7e-6 of the largest value): the checkpoint loader's
+    // tolerance, 1e-5 of the largest value.
+    tally.line("schedule/" + name, max_abs_err(ours, r), kScheduleRelTol * max_abs(r));
   }
   if (ref.exists("/schedule/ddim_alphas_prev")) {
     const torch::Tensor r = ref.read("/schedule/ddim_alphas_prev");
-    tally.line("schedule/ddim_alphas_prev", max_abs_err(s.alpha_bars_prev, r), 1e-6 * max_abs(r));
+    tally.line("schedule/ddim_alphas_prev", max_abs_err(s.alpha_bars_prev, r), kScheduleRelTol * max_abs(r));
   }
 }
 

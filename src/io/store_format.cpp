@@ -300,8 +300,7 @@ void check_tensor(const std::string& op, const char* what, const torch::Tensor& 
   if (ok) return;
   std::vector<int64_t> expected{-1};
   expected.insert(expected.end(), tail.begin(), tail.end());
-  std::string want = shape_text(expected);
-  want.replace(1, 2, "n");
+  const std::string want = "[n" + shape_text(expected).substr(3);  // "[-1, ..." -> "[n, ..."
   std::string got = "an undefined tensor";
   if (t.defined()) {
     got = std::string(c10::toString(t.scalar_type())) + " " + shape_text(t.sizes().vec()) + " on " + t.device().str();
