@@ -30,6 +30,7 @@
 #include "dist/partition.hpp"
 #include "io/h5_reader.hpp"
 #include "io/small_file.hpp"
+#include "model/cuda_graph.hpp"
 #include "model/loader.hpp"
 #include "negatives/negatives.hpp"
 #include "sampler/guidance.hpp"
@@ -57,11 +58,11 @@ std::string json_list(const std::vector<double>& v) {
 // ---- sampler --------------------------------------------------------------------------------------------------
 
 struct SamplerArgs {
-  std::string arch, unet, decoder, inputs, out, json, schedule = "linear", precision = "fp32";
+  std::string arch, unet, decoder, inputs, out, json, schedule = "linear", precision = "fp32", device = "cpu";
   int64_t steps = 10;
   double w = 0.5, w_max = 1.0;
   int threads = 0, rounds = 1;
-  bool no_decode = false;
+  bool no_decode = false, cuda_graphs = false;
 };
 
 /// Resident set size of this process now, and its peak, in MiB (Linux /proc).
@@ -82,17 +83,24 @@ int run_sampler(const SamplerArgs& a) {
   torch::NoGradGuard no_grad;
   const config::ModelConfig mc = config::load_model_config(a.arch);
   const auto schedule = sampler::Schedule::linear(mc.diffusion.T, mc.diffusion.beta_1, mc.diffusion.beta_T);
-  const auto unet = model::load_idiff_face_unet(mc, a.unet, torch::kCPU);
-  const auto decoder = a.no_decode ? nullptr : model::load_vq_decoder(mc, a.decoder, torch::kCPU);
-  if (a.precision == "bf16") {
-    unet->set_compute_dtype(torch::kBFloat16);
-    if (decoder) decoder->set_compute_dtype(torch::kBFloat16);
+  const torch::Device device(a.device);
+  std::shared_ptr<model::Denoiser> unet = model::load_idiff_face_unet(mc, a.unet, device);
+  const auto decoder = a.no_decode ? nullptr : model::load_vq_decoder(mc, a.decoder, device);
+  if (a.precision != "fp32") {
+    const torch::ScalarType dtype = a.precision == "bf16" ? torch::kBFloat16 : torch::kHalf;
+    unet->set_compute_dtype(dtype);
+    if (decoder) decoder->set_compute_dtype(dtype);
   }
+  if (a.cuda_graphs) unet = model::replay_in_cuda_graphs(unet, device);
+  // Step times must include the device's work: wait for it at every step boundary on CUDA.
+  const auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  };
   const io::H5Reader in(a.inputs);
-  const torch::Tensor x_T = in.read("x_T").to(torch::kFloat);
-  const torch::Tensor pos = in.read("context_pos").to(torch::kFloat);
+  const torch::Tensor x_T = in.read("x_T").to(device, torch::kFloat);
+  const torch::Tensor pos = in.read("context_pos").to(device, torch::kFloat);
   const bool guided = a.schedule != "none";
-  const torch::Tensor neg = guided ? in.read("context_neg").to(torch::kFloat) : torch::Tensor();
+  const torch::Tensor neg = guided ? in.read("context_neg").to(device, torch::kFloat) : torch::Tensor();
   const auto guidance = sampler::make_guidance_schedule(a.schedule, a.w, a.w_max);
 
   std::vector<double> step_seconds;
@@ -103,6 +111,7 @@ int run_sampler(const SamplerArgs& a) {
   };
   const auto eps_fn = sampler::guided_eps(denoise, pos, neg, *guidance, schedule.T);
   const sampler::StepObserver on_step = [&](int64_t, const torch::Tensor&) {
+    sync();
     step_seconds.push_back(seconds_since(last));
     last = Clock::now();
   };
@@ -115,17 +124,19 @@ int run_sampler(const SamplerArgs& a) {
     x0 = sampler::sample(spec, schedule, eps_fn, x_T, {}, on_step);
     const auto decode_start = Clock::now();
     if (decoder) decoded = decoder->decode(x0);
+    sync();
     decode_seconds = decoder ? seconds_since(decode_start) : 0.0;
     rss_mib.push_back(resident_mib());
   }
   const double total = seconds_since(start);
 
   io::SmallFile out;
-  out.arrays.emplace_back("x0", x0.contiguous());
-  if (decoded.defined()) out.arrays.emplace_back("decoded", decoded.contiguous());
+  out.arrays.emplace_back("x0", x0.to(torch::kCPU).contiguous());
+  if (decoded.defined()) out.arrays.emplace_back("decoded", decoded.to(torch::kCPU).contiguous());
   if (!a.out.empty()) io::write_small_file(a.out, out);
   std::ofstream(a.json) << "{\"threads\": " << at::get_num_threads() << ", \"precision\": \"" << a.precision
-                        << "\", \"batch\": " << x_T.size(0)
+                        << "\", \"device\": \"" << device.str() << "\", \"cuda_graphs\": " << (a.cuda_graphs ? "true" : "false")
+                        << ", \"batch\": " << x_T.size(0)
                         << ", \"steps\": " << step_seconds.size() << ", \"forwards_per_step\": 1"
                         << ", \"rows_per_forward\": " << (guided ? 2 : 1) * x_T.size(0)
                         << ", \"step_seconds\": " << json_list(step_seconds)
@@ -258,8 +269,10 @@ int main(int argc, char** argv) {
   s->add_option("--w-max", sa.w_max, "w_max of linear");
   s->add_option("--threads", sa.threads, "intra-op threads (0: LibTorch's default)");
   s->add_flag("--no-decode", sa.no_decode, "skip decoding");
-  s->add_option("--precision", sa.precision, "fp32 or bf16 (the networks' arithmetic)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+  s->add_option("--precision", sa.precision, "fp32, bf16 or fp16 (CUDA) (the networks' arithmetic)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+  s->add_option("--device", sa.device, "cpu, cuda or cuda:N");
+  s->add_flag("--cuda-graphs", sa.cuda_graphs, "replay the denoiser from CUDA graphs (CUDA builds)");
   s->add_option("--rounds", sa.rounds, "sample the same batch this many times (RSS recorded after each)");
   NegativesArgs na;
   auto* n = app.add_subcommand("negatives", "distributed Far-Neg against the float32 product floor (MPI)");

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -56,7 +57,7 @@ def guided_eps(unet: torch.nn.Module, x: torch.Tensor, i: int, context_pos: torc
                context_neg: Optional[torch.Tensor], w: float) -> tuple[torch.Tensor, torch.Tensor,
                                                                        Optional[torch.Tensor]]:
     """(guided eps, eps_pos, eps_neg or None). Without a negative a single forward is run and eps = eps_pos."""
-    t = torch.full((x.shape[0],), i, dtype=torch.int64)
+    t = torch.full((x.shape[0],), i, dtype=torch.int64, device=x.device)
     eps_pos = unet(x, t, context_pos)
     if context_neg is None:
         return eps_pos, eps_pos, None
@@ -81,8 +82,8 @@ def ddim_sample(unet: torch.nn.Module, alpha_bars: torch.Tensor, x_T: torch.Tens
     """
     T = alpha_bars.shape[0]
     stride, timesteps = ddim_timesteps(T, steps)
-    alphas_prev = torch.cat([torch.ones(1, dtype=alpha_bars.dtype), alpha_bars[:-1]])
-    one = torch.tensor(1.0, dtype=alpha_bars.dtype)
+    alphas_prev = torch.cat([torch.ones(1, dtype=alpha_bars.dtype, device=alpha_bars.device), alpha_bars[:-1]])
+    one = torch.tensor(1.0, dtype=alpha_bars.dtype, device=alpha_bars.device)
     x = x_T
     for i in timesteps:
         w = weight(i) if context_neg is not None else 0.0
@@ -125,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", help="output HDF5: x0 [B,C,h,w] and decoded [B,3,H,W] (before clamping)")
     p.add_argument("--json", help="timing JSON")
     p.add_argument("--no-decode", action="store_true", help="skip VQ decoding (no 'decoded' dataset)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:N")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 (default), or torch.autocast to bf16/fp16 as a PyTorch user would")
     args = p.parse_args(argv)
     if not args.no_decode and not args.decoder:
         p.error("--decoder is required unless --no-decode is given")
@@ -136,10 +140,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     arch = idiff_face.load_arch(args.arch)
     unet, schedule = idiff_face.load_unet(args.unet, arch)
-    decoder = None if args.no_decode else idiff_face.load_decoder(args.decoder, arch)
-    inputs = read_inputs(args.inputs)
+    unet = unet.to(device)
+    schedule = {name: value.to(device) for name, value in schedule.items()}
+    decoder = None if args.no_decode else idiff_face.load_decoder(args.decoder, arch).to(device)
+    inputs = {name: value.to(device) for name, value in read_inputs(args.inputs).items()}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16)
+                if args.precision != "fp32" else contextlib.nullcontext())
     context_neg = None if args.schedule == "none" else inputs.get("context_neg")
     if args.schedule != "none" and context_neg is None:
         raise SystemExit(f"sampler: {args.inputs} has no context_neg, needed by schedule {args.schedule!r}")
@@ -149,21 +159,27 @@ def main(argv=None) -> int:
     last = [0.0]
 
     def on_step(_: dict) -> None:
+        sync()
         now = time.perf_counter()
         step_seconds.append(now - last[0])
         last[0] = now
 
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         start = time.perf_counter()
         last[0] = start
         x0 = ddim_sample(unet, schedule["alpha_bars"], inputs["x_T"], inputs["context_pos"], context_neg,
                          args.steps, lambda i: guidance_weight(args.schedule, i, T, args.w, args.w_max), on_step)
         decode_start = time.perf_counter()
         decoded = decoder(x0) if decoder is not None else None
+        sync()
         end = time.perf_counter()
+    x0 = x0.float().cpu()
+    decoded = decoded.float().cpu() if decoded is not None else None
 
     timing = {
         "threads": args.threads,
+        "device": str(device),
+        "precision": args.precision,
         "batch": int(x0.shape[0]),
         "steps": len(step_seconds),
         "schedule": args.schedule,

@@ -181,6 +181,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     rn.threads = r.get_int("threads").value_or(rn.threads);
     rn.device = r.get_string("device").value_or(rn.device);
     rn.precision = r.get_string("precision").value_or(rn.precision);
+    rn.cuda_graphs = r.get_bool("cuda_graphs").value_or(rn.cuda_graphs);
     rn.progress_interval = r.get_double("progress_interval").value_or(rn.progress_interval);
     rn.checkpoint_interval = r.get_double("checkpoint_interval").value_or(rn.checkpoint_interval);
     rn.signal_deadline = r.get_double("signal_deadline").value_or(rn.signal_deadline);
@@ -189,7 +190,7 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
     check(rn.batch_size >= 1, r, "batch_size", "must be >= 1");
     check(rn.threads >= 0, r, "threads", "must be >= 0 (0 = automatic)");
     check_in(rn.device, {std::string("auto"), std::string("cpu"), std::string("cuda")}, r, "device");
-    check_in(rn.precision, {std::string("fp32"), std::string("bf16")}, r, "precision");
+    check_in(rn.precision, {std::string("fp32"), std::string("bf16"), std::string("fp16")}, r, "precision");
     check(rn.progress_interval > 0, r, "progress_interval", "must be > 0 seconds");
     check(rn.checkpoint_interval >= 0, r, "checkpoint_interval", "must be >= 0 seconds");
     check_in(rn.log_level, {std::string("debug"), std::string("info"), std::string("warn"), std::string("error")}, r,
@@ -233,6 +234,7 @@ std::string to_toml(const RunConfig& c) {
                           {"threads", c.run.threads},
                           {"device", c.run.device},
                           {"precision", c.run.precision},
+                          {"cuda_graphs", c.run.cuda_graphs},
                           {"progress_interval", c.run.progress_interval},
                           {"checkpoint_interval", c.run.checkpoint_interval},
                           {"signal_deadline", c.run.signal_deadline},

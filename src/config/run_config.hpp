@@ -55,7 +55,8 @@ struct RunSection {
   int64_t seed = 42;
   int64_t threads = 0;             ///< intra-op threads per rank; 0 = node cores / ranks on the node
   std::string device = "auto";     ///< auto | cpu | cuda
-  std::string precision = "fp32";  ///< fp32 | bf16: the networks' arithmetic (native model only)
+  std::string precision = "fp32";  ///< fp32 | bf16 | fp16 (CUDA only): the networks' arithmetic (native model only)
+  bool cuda_graphs = false;        ///< on CUDA: replay the denoiser from CUDA graphs (model/cuda_graph.hpp)
   double progress_interval = 10.0; ///< seconds between progress lines
   double checkpoint_interval = 60.0; ///< seconds between collective flushes of the output (durable checkpoints)
   double signal_deadline = 20.0;   ///< seconds after SIGTERM/SIGUSR1 before exiting at once (<= 0: never)

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "dist/agree.hpp"
+#include "negatives/screened.hpp"
 #include "negatives/similarity.hpp"
 
 namespace adaptdiff::dist {
@@ -267,6 +268,58 @@ torch::Tensor gather_pool_rows(const Comm& comm, const torch::Tensor& indices, c
             },
             kOp);
   return out;
+}
+
+negatives::Selection select_negatives_on_device(const Comm& comm, const NcclComm& nccl, const SelectionShard& shard,
+                                                negatives::Strategy strategy) {
+  constexpr const char* kOp = "dist::select_negatives_on_device";
+  const std::string where = std::string(kOp) + " (rank " + std::to_string(comm.rank()) + "): ";
+  std::string error;
+  int64_t width_lo = kUnset, width_hi = -1;
+  if (strategy != negatives::Strategy::kFar && strategy != negatives::Strategy::kClose) {
+    error = where + "strategy must be far or close, got " + negatives::to_string(strategy);
+  } else if (!is_f32_matrix(shard.queries) || !is_f32_matrix(shard.pool)) {
+    error = where + "queries and pool must be 2-D float32 CPU tensors";
+  } else if (shard.query_begin < 0 || shard.pool_begin < 0 || shard.pool_total < 0) {
+    error = where + "need query_begin, pool_begin, pool_total >= 0";
+  } else {
+    for (const torch::Tensor* t : {&shard.queries, &shard.pool}) {
+      if (t->size(0) == 0) continue;
+      width_lo = std::min(width_lo, t->size(1));
+      width_hi = std::max(width_hi, t->size(1));
+    }
+  }
+  const int64_t width = agree_on_arguments(
+      comm, error,
+      {{"the strategy", static_cast<int64_t>(strategy)}, {"pool_total", shard.pool_total},
+       {"pool_is_identity_set", shard.pool_is_identity_set ? 1 : 0}},
+      width_lo, width_hi, kOp);
+  negatives::check_pool_size(strategy, shard.pool_total, shard.pool_is_identity_set, kOp);
+  const int64_t m_r = shard.pool.size(0), n_r = shard.queries.size(0);
+  const PoolLayout layout = gather_layout(comm, shard.pool_begin, m_r, shard.pool_total, kOp);
+  for (size_t r = 1; r < layout.begin.size(); ++r) {  // NCCL gathers in rank order
+    if (layout.begin[r] != layout.begin[r - 1] + layout.rows[r - 1]) {
+      throw InputError(std::string(kOp) + ": pool shards must lie in rank order; rank " + std::to_string(r) +
+                       " starts at row " + std::to_string(layout.begin[r]));
+    }
+  }
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  const torch::Tensor mine = m_r > 0 ? shard.pool.contiguous() : torch::empty({0, std::max<int64_t>(width, 0)}, f32);
+  const torch::Tensor pool = nccl.all_gather_rows(mine.to(nccl.device()), layout.rows).to(torch::kCPU);
+  negatives::Best best = negatives::make_best(n_r, shard.query_begin);
+  agree(comm, kOp, [&] {
+    const torch::Tensor queries = n_r > 0 ? shard.queries.contiguous() : torch::empty({0, pool.size(1)}, f32);
+    if (shard.pool_is_identity_set &&
+        (shard.query_begin + n_r > shard.pool_total ||
+         !torch::equal(queries, pool.narrow(0, shard.query_begin, n_r)))) {
+      throw InputError(where + "with pool_is_identity_set each query must equal its pool row");
+    }
+    const torch::Tensor pool_hat = negatives::normalize_rows(pool, "pool");
+    negatives::update_best_screened_on_device(best, strategy, negatives::normalize_rows(queries, "queries"), pool_hat,
+                                              pool_hat.to(torch::kFloat).to(nccl.device()),
+                                              shard.pool_is_identity_set);
+  });
+  return negatives::finish_best(best);
 }
 
 }  // namespace adaptdiff::dist

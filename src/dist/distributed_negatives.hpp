@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "dist/comm.hpp"
+#include "dist/nccl_comm.hpp"
 #include "negatives/selection.hpp"
 #include "negatives/strategy.hpp"
 
@@ -49,5 +50,27 @@ negatives::Selection select_negatives_distributed(const Comm& comm, const torch:
 /// Throws InputError on every rank if any rank's input is invalid, CommError on an MPI failure.
 torch::Tensor gather_pool_rows(const Comm& comm, const torch::Tensor& indices, const torch::Tensor& my_pool,
                                int64_t p_begin, int64_t pool_total);
+
+/// This rank's part of a negative selection: its queries and its shard of the pool (as for
+/// select_negatives_distributed).
+struct SelectionShard {
+  torch::Tensor queries;  ///< [n_r, D] float32 CPU: identities [query_begin, query_begin + n_r)
+  int64_t query_begin = 0;
+  torch::Tensor pool;     ///< [m_r, D] float32 CPU: pool rows [pool_begin, pool_begin + m_r)
+  int64_t pool_begin = 0;
+  int64_t pool_total = 0;
+  bool pool_is_identity_set = false;
+};
+
+/// Collective over `comm` and `nccl`. Far or close negatives with the pool on the GPU: the shards are gathered
+/// with one NCCL all-gather (instead of the MPI ring), normalised in float64 on the CPU as everywhere, and every
+/// rank screens its queries with float32 products on its device and scores the shortlist exactly
+/// (negatives::update_best_screened_on_device): the same indices and similarities as
+/// select_negatives_distributed. The pool shards must lie in rank order (rank r holds the rows after rank r-1's),
+/// as dist::block_partition cuts them. Memory per rank: the whole pool on the device (float32, twice) and on the
+/// CPU (float32 and float64).
+/// Throws InputError on every rank for another strategy or invalid input, CommError on an MPI/NCCL failure.
+negatives::Selection select_negatives_on_device(const Comm& comm, const NcclComm& nccl, const SelectionShard& shard,
+                                                negatives::Strategy strategy);
 
 }  // namespace adaptdiff::dist

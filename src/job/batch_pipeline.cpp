@@ -27,13 +27,19 @@ std::string full_disk_note(const std::string& path, int64_t batch_bytes) {
 }
 }  // namespace
 
-torch::Tensor to_uint8_hwc(const torch::Tensor& image) {
+namespace {
+/// to_uint8_hwc on the image's own device.
+torch::Tensor uint8_hwc_on_device(const torch::Tensor& image) {
   torch::Tensor v = ((image + 1) / 2).clamp(0, 1);
   v = (v * 255 + 0.5).clamp(0, 255).to(torch::kUInt8);
-  return v.permute({0, 2, 3, 1}).contiguous().to(torch::kCPU);
+  return v.permute({0, 2, 3, 1}).contiguous();
 }
+}  // namespace
 
-BatchPipeline::BatchPipeline(PipelineSetup setup, io::OutputStore& store) : s_(std::move(setup)), store_(store) {}
+torch::Tensor to_uint8_hwc(const torch::Tensor& image) { return uint8_hwc_on_device(image).to(torch::kCPU); }
+
+BatchPipeline::BatchPipeline(PipelineSetup setup, io::OutputStore& store)
+    : s_(std::move(setup)), store_(store), staging_(s_.device) {}
 
 BatchPipeline::Samples BatchPipeline::compute(const std::vector<int64_t>& rows) {
   const config::RunConfig& cfg = s_.cfg;
@@ -57,7 +63,7 @@ BatchPipeline::Samples BatchPipeline::compute(const std::vector<int64_t>& rows) 
 
   std::optional<PhaseTimer> noise_timer(std::in_place, times_, Phase::kNoise);
   sampler::BatchNoise noise(seeds, mb.latent_shape);
-  const torch::Tensor x_T = noise.next().to(s_.device);
+  const torch::Tensor x_T = staging_.to_device(noise.next());
   noise_timer.reset();
   model::Denoiser& denoiser = *mb.denoiser;
   const sampler::DenoiseFn denoise = [&](const torch::Tensor& x_t, const torch::Tensor& t,
@@ -68,7 +74,7 @@ BatchPipeline::Samples BatchPipeline::compute(const std::vector<int64_t>& rows) 
   const auto eps_fn = sampler::guided_eps(denoise, ctx_pos, ctx_neg, s_.guidance, mb.schedule.T, &counter_);
   const sampler::NoiseFn noise_fn = [&](int64_t) {
     PhaseTimer timer(times_, Phase::kNoise);
-    return noise.next().to(s_.device);
+    return staging_.to_device(noise.next());
   };
   const sampler::StepObserver stop_check = [](int64_t, const torch::Tensor&) {
     if (stop::requested()) throw BatchAbandoned{};
@@ -83,8 +89,8 @@ BatchPipeline::Samples BatchPipeline::compute(const std::vector<int64_t>& rows) 
   times_[Phase::kUpdate] -= times_[Phase::kDenoiser] + times_[Phase::kNoise] - inner_before;
   Samples out;
   PhaseTimer decode_timer(times_, Phase::kDecoder);
-  out.images = to_uint8_hwc(mb.decoder->decode(x0)).slice(0, 0, n);
-  if (cfg.output.store_latents) out.latents = x0.slice(0, 0, n).to(torch::kCPU).contiguous();
+  out.images = staging_.to_host(uint8_hwc_on_device(mb.decoder->decode(x0))).slice(0, 0, n);
+  if (cfg.output.store_latents) out.latents = staging_.to_host(x0.slice(0, 0, n)).contiguous();
   out.identity.assign(identity.begin(), identity.begin() + n);
   out.image.assign(image.begin(), image.begin() + n);
   return out;

@@ -9,6 +9,7 @@
 
 #include "config/run_config.hpp"
 #include "dist/partition.hpp"
+#include "job/host_staging.hpp"
 #include "job/model_bundle.hpp"
 #include "job/phases.hpp"
 #include "sampler/guidance.hpp"
@@ -71,6 +72,7 @@ class BatchPipeline {
   io::OutputStore& store_;
   sampler::ForwardCounter counter_{};
   PhaseTimes times_{};
+  HostStaging staging_;  // pinned buffers for noise in and images/latents out (CUDA); plain copies on the CPU
 };
 
 }  // namespace adaptdiff::job

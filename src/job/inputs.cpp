@@ -77,7 +77,7 @@ Sources validate_sources(const config::RunConfig& cfg, int rank, int world_size)
 }
 
 RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
-                               dist::Range my_ids) {
+                               dist::Range my_ids, torch::Device device) {
   const auto& idc = cfg.identities;
   RankNegatives r;
   r.my_ids = my_ids;
@@ -92,19 +92,35 @@ RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& 
   });
   const auto t0 = std::chrono::steady_clock::now();
   const torch::Tensor& pool = sources.pool_is_identity_set ? r.my_contexts : r.my_pool;
-  // Collective on every rank; its own agreement also compares the arguments across ranks.
-  r.selection = dist::select_negatives_distributed(comm, r.my_contexts, my_ids.begin, pool, r.my_pool_span.begin,
-                                                   sources.pool_total, sources.pool_is_identity_set,
-                                                   sources.strategy, static_cast<uint64_t>(cfg.negatives.seed),
-                                                   cfg.negatives.block_rows);
+  // Collective on every rank; its own agreement also compares the arguments across ranks. NCCL needs one GPU per
+  // rank (it refuses two ranks on one device): the ranks agree on the branch, so none waits in the other one.
+  const bool gpu_per_rank = device.is_cuda() && dist::nccl_built() &&
+                            comm.local_size() <= static_cast<int>(torch::cuda::device_count());
+  const bool on_device =
+      (sources.strategy == negatives::Strategy::kFar || sources.strategy == negatives::Strategy::kClose) &&
+      comm.allreduce(gpu_per_rank ? 1 : 0, dist::ReduceOp::kMin) == 1;
+  if (on_device) {
+    const dist::NcclComm nccl(comm, device);
+    r.selection = dist::select_negatives_on_device(
+        comm, nccl,
+        dist::SelectionShard{r.my_contexts, my_ids.begin, pool, r.my_pool_span.begin, sources.pool_total,
+                             sources.pool_is_identity_set},
+        sources.strategy);
+  } else {
+    r.selection = dist::select_negatives_distributed(comm, r.my_contexts, my_ids.begin, pool, r.my_pool_span.begin,
+                                                     sources.pool_total, sources.pool_is_identity_set,
+                                                     sources.strategy, static_cast<uint64_t>(cfg.negatives.seed),
+                                                     cfg.negatives.block_rows);
+  }
   // Every rank needs the negatives of the identities its batches touch: share the small index array.
   r.all_index.assign(static_cast<size_t>(idc.count), 0);
   const int64_t* mine = r.selection.negative_index.data_ptr<int64_t>();
   std::copy(mine, mine + my_ids.size(), r.all_index.begin() + my_ids.begin);
   r.all_index = comm.allreduce(r.all_index, dist::ReduceOp::kSum);
   if (comm.rank() == 0) {
-    log::info("negatives: '{}' selected for {} identities in {:.2f} s", cfg.negatives.strategy, idc.count,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    log::info("negatives: '{}' selected for {} identities in {:.2f} s{}", cfg.negatives.strategy, idc.count,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+              on_device ? " (NCCL all-gather, products on the GPU)" : "");
   }
   return r;
 }

@@ -46,8 +46,10 @@ struct RankNegatives {
 };
 
 /// Reads this rank's shard and selects the negatives across ranks (COLLECTIVE; errors agreed on every rank).
+/// When every rank has a GPU of its own (a build with NCCL), far and close gather the pool with NCCL and screen
+/// on the GPU (dist::select_negatives_on_device; same result), else the MPI ring on the CPU.
 RankNegatives select_negatives(const dist::Comm& comm, const config::RunConfig& cfg, const Sources& sources,
-                               dist::Range my_ids);
+                               dist::Range my_ids, torch::Device device);
 
 /// Contexts of the identities a rank's batches touch.
 struct TouchedContexts {

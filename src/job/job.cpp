@@ -95,10 +95,10 @@ OutputDecision decide_output(const dist::Comm& comm, const config::RunConfig& cf
     }
   });
   if (root && d.exists) {
-    log::info(d.start_new ? "output: {} {} (--force-new / output.overwrite)" : "output: {} {} (same run)",
+    log::info("output: {} {} {}",
               opts.dry_run ? (d.start_new ? "would replace" : "would resume")
                            : (d.start_new ? "replacing" : "resuming"),
-              cfg.output.path);
+              cfg.output.path, d.start_new ? "(--force-new / output.overwrite)" : "(same run)");
   }
   file_batch_size = comm.allreduce(file_batch_size, dist::ReduceOp::kMax);
   d.batch_size = compute_batch_size(d.start_new, file_batch_size, cfg.run.batch_size, opts.rebatch, root);
@@ -260,7 +260,8 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   const auto work_start = std::chrono::steady_clock::now();
   PhaseTimes times;
   std::optional<PhaseTimer> phase(std::in_place, times, Phase::kNegatives);
-  const RankNegatives negs = select_negatives(comm, cfg, sources, full.rank_identities[static_cast<size_t>(comm.rank())]);
+  const RankNegatives negs = select_negatives(comm, cfg, sources, full.rank_identities[static_cast<size_t>(comm.rank())],
+                                                device);
   phase.reset();
   const std::unique_ptr<io::OutputStore> store = open_output(comm, cfg.output, out.start_new, store_layout(cfg, mb), attrs);
   // Contexts and negatives are deterministic: (re)writing them on every start keeps them complete.

@@ -5,6 +5,7 @@
 #include "config/model_config.hpp"
 #include "core/error.hpp"
 #include "dist/comm.hpp"
+#include "model/cuda_graph.hpp"
 
 namespace adaptdiff::job {
 
@@ -72,10 +73,12 @@ ModelBundle load_model(const config::RunConfig& cfg, torch::Device device) {
     throw ConfigError("config: identities.context_dim = " + std::to_string(cfg.identities.context_dim) +
                       " but the model expects contexts of width " + std::to_string(b.context_dim));
   }
-  if (cfg.run.precision == "bf16") {  // the networks' arithmetic; the sampler's update stays float32
-    b.denoiser->set_compute_dtype(torch::kBFloat16);
-    b.decoder->set_compute_dtype(torch::kBFloat16);
+  if (cfg.run.precision != "fp32") {  // the networks' arithmetic; the sampler's update stays float32
+    const torch::ScalarType dtype = cfg.run.precision == "bf16" ? torch::kBFloat16 : torch::kHalf;
+    b.denoiser->set_compute_dtype(dtype);
+    b.decoder->set_compute_dtype(dtype);
   }
+  if (cfg.run.cuda_graphs && device.is_cuda()) b.denoiser = model::replay_in_cuda_graphs(b.denoiser, device);
   return b;
 }
 

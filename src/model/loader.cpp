@@ -73,8 +73,13 @@ void LatentDecoder::set_compute_dtype(torch::ScalarType dtype) {
 namespace {
 
 void check_compute_dtype(torch::ScalarType dtype, const char* who, torch::Device device) {
-  if (dtype != torch::kFloat && dtype != torch::kBFloat16) {
-    throw ModelError(std::string(who) + ": compute dtype must be float32 or bfloat16, got " + c10::toString(dtype));
+  if (dtype != torch::kFloat && dtype != torch::kBFloat16 && dtype != torch::kHalf) {
+    throw ModelError(std::string(who) + ": compute dtype must be float32, bfloat16 or float16, got " +
+                     c10::toString(dtype));
+  }
+  if (dtype == torch::kHalf && !device.is_cuda()) {
+    throw ModelError(std::string(who) + ": float16 runs on CUDA devices only (this rank runs on " + device.str() +
+                     ")\n---> HINT: use run.precision = \"bf16\" or \"fp32\" on the CPU");
   }
   if (device.is_cpu() && !onednn_runs(dtype)) {
     throw ModelError(std::string(who) + ": this CPU (or this LibTorch build) has no fast " + c10::toString(dtype) +

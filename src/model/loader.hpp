@@ -27,7 +27,7 @@ class Denoiser {
   virtual torch::Tensor eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& context) = 0;
   /// Width Dctx of the identity context the model expects (512 for IDiff-Face).
   virtual int64_t context_dim() const = 0;
-  /// Runs the network in `dtype` (kFloat, or kBFloat16: weights converted once, inputs cast, eps returned as
+  /// Runs the network in `dtype` (kFloat, kBFloat16, or kHalf on CUDA: weights converted once, inputs cast, eps returned as
   /// float32). Throws ModelError for TorchScript models (their dtype is theirs) and other dtypes.
   virtual void set_compute_dtype(torch::ScalarType dtype);
 };

@@ -129,4 +129,90 @@ void update_best_screened(Best& best, Strategy strategy, const torch::Tensor& q_
   }
 }
 
+namespace {
+
+/// IEEE float32 products on CUDA for its lifetime (no TF32, matmul precision "highest"); restores the settings.
+class ExactFloat32Products {
+ public:
+  explicit ExactFloat32Products(const torch::Device& device) : active_(device.is_cuda()) {
+    if (!active_) return;
+    at::Context& ctx = at::globalContext();
+    tf32_ = ctx.allowTF32CuBLAS();
+    precision_ = ctx.float32MatmulPrecision();
+    ctx.setAllowTF32CuBLAS(false);
+    ctx.setFloat32MatmulPrecision("highest");
+  }
+  ~ExactFloat32Products() {
+    if (!active_) return;
+    at::Context& ctx = at::globalContext();
+    ctx.setFloat32MatmulPrecision(precision_ == at::Float32MatmulPrecision::HIGHEST ? "highest"
+                                  : precision_ == at::Float32MatmulPrecision::HIGH  ? "high"
+                                                                                    : "medium");
+    ctx.setAllowTF32CuBLAS(tf32_);
+  }
+  ExactFloat32Products(const ExactFloat32Products&) = delete;
+  ExactFloat32Products& operator=(const ExactFloat32Products&) = delete;
+
+ private:
+  bool active_;
+  bool tf32_ = false;
+  at::Float32MatmulPrecision precision_ = at::Float32MatmulPrecision::HIGHEST;
+};
+
+constexpr int64_t kDeviceQueryRows = 1024;  // queries of one device product ([1024, N] float32 keys)
+
+}  // namespace
+
+void update_best_screened_on_device(Best& best, Strategy strategy, const torch::Tensor& q_hat,
+                                    const torch::Tensor& pool_hat, const torch::Tensor& pool32, bool exclude_self) {
+  if (strategy != Strategy::kFar && strategy != Strategy::kClose) {
+    throw InputError(std::string("negatives::update_best_screened_on_device: strategy must be far or close, got ") +
+                     to_string(strategy));
+  }
+  check_rows(q_hat, "q_hat");
+  check_rows(pool_hat, "pool_hat");
+  const int64_t nq = q_hat.size(0), N = pool_hat.size(0), D = q_hat.size(1);
+  if (nq != static_cast<int64_t>(best.index.size()) || (N > 0 && pool_hat.size(1) != D) || !pool32.defined() ||
+      pool32.scalar_type() != torch::kFloat || pool32.sizes() != pool_hat.sizes()) {
+    throw InputError("negatives::update_best_screened_on_device: " + std::to_string(nq) + " queries of width " +
+                     std::to_string(D) + " for a best of " + std::to_string(best.index.size()) + ", a pool of " +
+                     std::to_string(N) + " rows and float32 device rows " +
+                     (pool32.defined() ? c10::str(pool32.sizes(), " ", pool32.scalar_type()) : "undefined"));
+  }
+  if (nq == 0 || N == 0) return;
+  const torch::Device device = pool32.device();
+  const ExactFloat32Products exact(device);
+  const torch::Tensor q64 = q_hat.contiguous(), p64 = pool_hat.contiguous();
+  const float margin = std::nextafter(static_cast<float>(screen_margin(D)), 1.0f);
+  const float sign = strategy == Strategy::kFar ? 1.0f : -1.0f;
+  const auto on_device = torch::TensorOptions().device(device);
+  for (int64_t r0 = 0; r0 < nq; r0 += kDeviceQueryRows) {
+    const int64_t br = std::min(kDeviceQueryRows, nq - r0);
+    const torch::Tensor q32 = q64.narrow(0, r0, br).to(torch::kFloat).to(device);
+    torch::Tensor key = at::mm(q32, pool32.t());  // [br, N]
+    if (sign < 0) key.neg_();
+    if (exclude_self) {  // the query's own pool row never wins: its key becomes +inf
+      const torch::Tensor rows = torch::arange(br, on_device.dtype(torch::kLong));
+      const torch::Tensor self = rows + (best.query_offset + r0);
+      const torch::Tensor inside = self < N;
+      key.index_put_({rows.masked_select(inside), self.masked_select(inside)},
+                     torch::full({}, std::numeric_limits<float>::infinity(), on_device.dtype(torch::kFloat)));
+    }
+    const torch::Tensor lowest = std::get<0>(key.min(1, /*keepdim=*/true));
+    const torch::Tensor pairs = (key <= lowest + margin).nonzero().to(torch::kCPU).contiguous();  // [k, 2] (a, j)
+    const int64_t* pd = pairs.data_ptr<int64_t>();
+    const int64_t k = pairs.size(0);
+    for (int64_t e = 0; e < k; ++e) {
+      const int64_t a = pd[2 * e], j = pd[2 * e + 1];
+      if (exclude_self && j == best.query_offset + r0 + a) continue;  // a pool of one row: only itself
+      const auto row = static_cast<size_t>(r0 + a);
+      const float sim = similarity_pair(q64.data_ptr<double>() + (r0 + a) * D, p64.data_ptr<double>() + j * D, D);
+      if (replaces_best(strategy, sim, j, best.similarity[row], best.index[row])) {
+        best.similarity[row] = sim;
+        best.index[row] = j;
+      }
+    }
+  }
+}
+
 }  // namespace adaptdiff::negatives

@@ -38,4 +38,16 @@ double screen_margin(int64_t D);
 void update_best_screened(Best& best, Strategy strategy, const torch::Tensor& q_hat, const torch::Tensor& c_hat,
                           int64_t candidate_offset, bool exclude_self);
 
+/// The same fold over a whole pool with the float32 products on `device` (a GPU, or the CPU through BLAS):
+/// per block of queries one product q32 · pool32ᵀ, the lowest key per row and the shortlist (key ≤ lowest +
+/// screen_margin(D)) are found on the device; only the shortlisted pairs travel back and are scored exactly on the
+/// CPU. Same result as update_best_screened(best, strategy, q_hat, pool_hat, 0, exclude_self).
+/// q_hat [nq, D] float64 CPU normalised queries, local rows of `best`; pool_hat [N, D] float64 CPU normalised pool
+/// (pool rows 0..N-1); pool32 [N, D] float32 = pool_hat rounded to float32, on `device` (pool32's device).
+/// On CUDA the products run with TF32 and reduced-precision float32 matmul switched off for the call (the bound
+/// needs IEEE float32 arithmetic); the previous settings are restored.
+/// Throws InputError for another strategy or tensors that do not fit.
+void update_best_screened_on_device(Best& best, Strategy strategy, const torch::Tensor& q_hat,
+                                    const torch::Tensor& pool_hat, const torch::Tensor& pool32, bool exclude_self);
+
 }  // namespace adaptdiff::negatives

@@ -375,6 +375,48 @@ TEST(NegativesScreened, MarginBoundsTheFloat32Error) {
   EXPECT_LT((approx - exact).abs().max().item<double>(), (neg::screen_margin(512) - std::ldexp(1.0, -22)) / 2);
 }
 
+// update_best_screened_on_device with the CPU as the device (BLAS products) over a whole pool.
+neg::Selection fold_on_device(const brute::Matrix& queries, int64_t first, int64_t count, const brute::Matrix& pool,
+                              bool is_identity, const std::string& strategy) {
+  const int64_t D = width(queries);
+  neg::Best best = neg::make_best(count, first);
+  const torch::Tensor pool_hat = neg::normalize_rows(brute::to_tensor(pool, 0, static_cast<int64_t>(pool.size()), D), "p");
+  neg::update_best_screened_on_device(best, neg::parse_strategy(strategy),
+                                      neg::normalize_rows(brute::to_tensor(queries, first, first + count, D), "q"),
+                                      pool_hat, pool_hat.to(torch::kFloat), is_identity);
+  return neg::finish_best(best);
+}
+
+// The GPU path's fold (one product over the whole pool, shortlist on the device) run on the CPU: the brute
+// force's answer for near ties, for the identity set (its own row excluded) and for a separate pool, with more
+// queries than one device block, starting at offsets other than 0.
+TEST(NegativesScreened, DeviceVariantOnTheCpuMatchesBruteForce) {
+  for (uint32_t trial = 0; trial < 4; ++trial) {
+    const brute::Matrix queries = brute::random_rows(3, 512, 200 + trial, true);
+    for (const auto& [strategy, alpha] : {std::pair<std::string, double>{"far", -0.3}, {"close", 0.3}}) {
+      SCOPED_TRACE(strategy + " near ties, trial " + std::to_string(trial));
+      const brute::Matrix pool = near_tie_pool(queries[0], alpha, 120, 17 + trial);
+      EXPECT_TRUE(same_selection(fold_on_device(queries, 0, 3, pool, false, strategy),
+                                 brute::select(queries, pool, false, strategy, 0, 0, 3)));
+    }
+  }
+  const brute::Matrix ids = brute::random_rows(1500, 24, 5, false);
+  const brute::Matrix other = brute::random_rows(700, 24, 6, false);
+  for (const std::string strategy : {"far", "close"}) {
+    SCOPED_TRACE(strategy);
+    EXPECT_TRUE(same_selection(fold_on_device(ids, 0, 1500, ids, true, strategy),
+                               brute::select(ids, ids, true, strategy, 0, 0, 1500)));
+    EXPECT_TRUE(same_selection(fold_on_device(ids, 300, 1100, ids, true, strategy),
+                               brute::select(ids, ids, true, strategy, 0, 300, 1100)));
+    EXPECT_TRUE(same_selection(fold_on_device(ids, 40, 1200, other, false, strategy),
+                               brute::select(ids, other, false, strategy, 0, 40, 1200)));
+  }
+  neg::Best best = neg::make_best(1, 0);
+  EXPECT_THROW(neg::update_best_screened_on_device(best, neg::Strategy::kMedian, torch::zeros({1, 4}, torch::kDouble),
+                                                   torch::zeros({2, 4}, torch::kDouble), torch::zeros({2, 4}), false),
+               InputError);
+}
+
 TEST(NegativesErrors, BadInputsThrowInputError) {
   const auto ids = brute::random_rows(5, 4, 2, false);
   const torch::Tensor t = brute::to_tensor(ids, 0, 5, 4);

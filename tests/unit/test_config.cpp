@@ -93,7 +93,8 @@ TEST_F(ConfigTest, WrongTypesAndRangesNameTheKey) {
   expect_error(minimal() + "[run]\nbatch_size = \"8\"\n", {"run.batch_size", "integer"});
   expect_error(minimal() + "[run]\nbatch_size = 0\n", {"run.batch_size", ">= 1"});
   expect_error(minimal() + "[sampler]\nkind = \"ddpm\"\neta = 0.5\n", {"sampler.eta"});
-  expect_error(minimal() + "[run]\nprecision = \"fp16\"\n", {"run.precision", "bf16"});
+  expect_error(minimal() + "[run]\nprecision = \"fp8\"\n", {"run.precision", "bf16", "fp16"});
+  expect_error(minimal() + "[run]\ncuda_graphs = 1\n", {"run.cuda_graphs"});
   expect_error("[model]\narchitecture = \"m.toml\"\n[identities]\ncount = 1\nimages_per_identity = 1\n",
                {"model.unet", "required"});
   expect_error("[model]\ninit = \"random\"\narchitecture=\"m\"\n[identities]\nimages_per_identity = 1\n",
