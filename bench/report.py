@@ -171,7 +171,8 @@ def scaling_table(out: Path, sizes, batches, cores, results) -> None:
         model.append([R, f"{N * D * 4 / 2**20:.1f} MiB received per rank ({R - 1} ring steps)",
                       f"{rounds} allreduce(s) of 3 int64",
                       "1 collective flush per checkpoint_interval (60 s)",
-                      f"{N * K * 128 * 128 * 3 / R / 2**30:.2f} GiB read per rank on resume"])
+                      f"record + marks {N * K * 9 / 2**20:.1f} MiB; samples of the last checkpoint interval "
+                      f"(before the marks: {N * K * 128 * 128 * 3 / R / 2**30:.2f} GiB per rank)"])
     table("4b. What grows with the rank count R at paper scale (10,000 x 50 images, B = 50): model, not measured",
           ["R", "negatives exchange", "per-round agreement", "checkpoints", "resume verification"], model)
 

@@ -152,19 +152,23 @@ OutputStore OutputStore::create(const dist::Comm& comm, const std::string& path,
     create_dataset(f, ds::kNegativeSimilarity, H5T_IEEE_F32LE, {n}, site);
     create_dataset(f, ds::kSampleChecksum, H5T_STD_I64LE, {nk}, site);
     create_dataset(f, ds::kComputeBatchSize, H5T_STD_I64LE, {nk}, site);
+    create_dataset(f, ds::kSampleDurable, H5T_STD_U8LE, {nk}, site);
     if (layout.store_latents) {
       create_dataset(f, ds::kLatents, H5T_IEEE_F32LE, {nk, layout.latent_c, layout.latent_h, layout.latent_w}, site);
     }
     for (const auto& [name, value] : root_string_attributes) write_string_attribute(f, name, value, site);
     impl->open_datasets(site);
   });
-  // The progress record starts all-zero (no fill value is written): each rank zeroes a block of it, then
-  // a collective flush puts metadata and record on disk before any sample is written.
+  // The progress record and the durable marks start all-zero (no fill value is written): each rank zeroes a
+  // block of them, then a collective flush puts metadata and record on disk before any sample is written.
   dist::agree(comm, op.c_str(), [&] {
     const int rank = comm.rank(), size = comm.size();
     const int64_t nk = layout.image_rows();
     const int64_t begin = nk * rank / size, end = nk * (rank + 1) / size;
-    if (end > begin) impl->write(op, ds::kSampleChecksum, begin, torch::zeros({end - begin}, torch::kInt64));
+    if (end > begin) {
+      impl->write(op, ds::kSampleChecksum, begin, torch::zeros({end - begin}, torch::kInt64));
+      impl->write(op, ds::kSampleDurable, begin, torch::zeros({end - begin}, torch::kUInt8));
+    }
   });
   OutputStore store(std::move(impl));
   store.flush();
@@ -248,6 +252,17 @@ void OutputStore::write_checksums(int64_t row_begin, const torch::Tensor& checks
   const std::string op = "store::write_checksums";
   const torch::Tensor t = impl_->prepare(op, ds::kSampleChecksum, "checksums", row_begin, checksums);
   if (t.defined()) impl_->write(op, ds::kSampleChecksum, row_begin, t);
+}
+
+void OutputStore::mark_durable(int64_t row_begin, int64_t n) {
+  const std::string op = "store::mark_durable";
+  if (!has_dataset(ds::kSampleDurable)) return;
+  const torch::Tensor t = impl_->prepare(op, ds::kSampleDurable, "marks", row_begin, torch::ones({n}, torch::kUInt8));
+  if (t.defined()) impl_->write(op, ds::kSampleDurable, row_begin, t);
+}
+
+bool OutputStore::has_dataset(const char* name) const {
+  return is_open() && impl_->datasets.count(name) != 0;
 }
 
 torch::Tensor OutputStore::read_rows(const char* name, int64_t row_begin, int64_t n) const {

@@ -81,6 +81,11 @@ class OutputStore {
   void write_negatives(int64_t id_begin, const torch::Tensor& index, const torch::Tensor& similarity);
   /// Progress record rows [row_begin, row_begin+n): int64 [n] (0 = not done). Independent write.
   void write_checksums(int64_t row_begin, const torch::Tensor& checksums);
+  /// Sets sample_durable to 1 for rows [row_begin, row_begin+n): call only after a flush() that completed after
+  /// their records were written. Independent write; does nothing in files without that dataset.
+  void mark_durable(int64_t row_begin, int64_t n);
+  /// Whether the open file has dataset `name` (optional ones: latents, compute_batch_size, sample_durable).
+  bool has_dataset(const char* name) const;
 
   /// Independent read of rows [row_begin, row_begin+n) of dataset `name` (images, identity, sample_index,
   /// sample_checksum, ...) as a CPU tensor of the dataset's dtype. Throws IoError for bad names/ranges.

@@ -138,6 +138,10 @@ std::map<std::string, Dataset> open_all(hid_t file, const h5::Site& site, StoreL
   if (ADAPTDIFF_H5(site, H5Lexists, file, ds::kComputeBatchSize, H5P_DEFAULT) > 0) {
     m.emplace(ds::kComputeBatchSize, open_dataset(file, ds::kComputeBatchSize, kI64, 1, site));
   }
+  // Absent in files written before durable marks existed: their resumes verify every done sample.
+  if (ADAPTDIFF_H5(site, H5Lexists, file, ds::kSampleDurable, H5P_DEFAULT) > 0) {
+    m.emplace(ds::kSampleDurable, open_dataset(file, ds::kSampleDurable, kU8, 1, site));
+  }
   const bool latents = ADAPTDIFF_H5(site, H5Lexists, file, ds::kLatents, H5P_DEFAULT) > 0;
   if (latents) m.emplace(ds::kLatents, open_dataset(file, ds::kLatents, kF32, 4, site));
 
@@ -149,7 +153,8 @@ std::map<std::string, Dataset> open_all(hid_t file, const h5::Site& site, StoreL
     bad("images has " + std::to_string(nk) + " rows, not a multiple of the " + std::to_string(n) + " contexts");
   }
   if (img[3] != 3) bad("images has shape " + shape_text(img) + ", expected [N*K, H, W, 3]");
-  for (const char* name : {ds::kIdentity, ds::kSampleIndex, ds::kSampleChecksum, ds::kComputeBatchSize}) {
+  for (const char* name : {ds::kIdentity, ds::kSampleIndex, ds::kSampleChecksum, ds::kComputeBatchSize,
+                           ds::kSampleDurable}) {
     if (m.count(name) != 0 && m.at(name).dims[0] != nk) bad(std::string(name) + " has " + std::to_string(m.at(name).dims[0]) + " rows, images " + std::to_string(nk));
   }
   for (const char* name : {ds::kNegativeIndex, ds::kNegativeSimilarity}) {

@@ -13,6 +13,7 @@
 //   latents (optional)   float32 [N*K, C, h, w]   final latents x_0 before decoding
 //   sample_checksum      int64   [N*K]            progress record (0 = not done)
 //   compute_batch_size   int64   [N*K]            batch size of the grid the sample was computed in
+//   sample_durable       uint8   [N*K]            1 = the sample's record was on disk at a completed checkpoint
 // plus root string attributes (variable-length UTF-8, readable by h5py as str and by h5dump).
 // Rows that no rank wrote hold unspecified bytes (no fill value is written).
 #include <cstdint>
@@ -34,6 +35,10 @@ inline constexpr const char* kSampleChecksum = "sample_checksum";
 /// int64 [N*K]: the compute batch size of the grid each sample was computed in (see job/plan.hpp); written
 /// with its labels, before the record. Absent in files of layout version 2.
 inline constexpr const char* kComputeBatchSize = "compute_batch_size";
+/// uint8 [N*K]: 1 once a collective flush completed after the sample's record was written (set right after
+/// that flush), so a resume need not read the sample back to verify it; 0 otherwise (verify it). Starts
+/// all-zero. Absent in older files of layout 3 (then every done sample is verified).
+inline constexpr const char* kSampleDurable = "sample_durable";
 }  // namespace store_dataset
 
 /// Sizes of an output file. All counts must be >= 1 (latent sizes only when store_latents).

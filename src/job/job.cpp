@@ -132,6 +132,7 @@ struct RoundsResult {
   int64_t written = 0;   ///< samples this rank stored
   bool stopped = false;  ///< the ranks agreed to stop on a signal
   double seconds = 0.0;
+  std::vector<int64_t> recorded_since_flush;  ///< samples this rank recorded after the last completed flush
 };
 
 /// Samples this rank's batches of `plan`, one per round; each round ends in one agreement on failures, stop
@@ -142,6 +143,7 @@ RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, co
   RoundsResult r;
   const auto t0 = std::chrono::steady_clock::now();
   auto last_flush = t0;
+  std::vector<int64_t>& recorded = r.recorded_since_flush;
   for (int64_t round = 0; round < plan.rounds(); ++round) {
     std::vector<int64_t> flags{0, 0};  // stop requested, checkpoint due
     const auto sample_batch = [&] {
@@ -149,7 +151,9 @@ RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, co
       const int64_t j = mine.begin + round;
       const auto t_batch = std::chrono::steady_clock::now();
       try {
-        r.written += pipeline.run(plan.batch_rows(j), plan.pending_rows(j));
+        const std::vector<int64_t> to_write = plan.pending_rows(j);
+        r.written += pipeline.run(plan.batch_rows(j), to_write);
+        recorded.insert(recorded.end(), to_write.begin(), to_write.end());
       } catch (const BatchAbandoned&) {
         return;
       }
@@ -175,7 +179,10 @@ RoundsResult run_rounds(const dist::Comm& comm, const config::RunConfig& cfg, co
       }
       if (agreed[1] != 0) {
         PhaseTimer timer(times, Phase::kCheckpoint);
-        agree(comm, "checkpoint", [&] { store.flush(); });  // a durable checkpoint
+        agree(comm, "checkpoint", [&] {
+          store.flush();  // a durable checkpoint: the records written so far are on disk,
+          mark_durable(store, recorded);  // so a resume need not read those samples back
+        });
         last_flush = std::chrono::steady_clock::now();
       }
     } catch (const Error& e) {
@@ -289,7 +296,12 @@ JobSummary run_sampling_job(const dist::Comm& comm, const config::RunConfig& cfg
   Progress progress(root, N * K, done_before, plan.rank_samples(comm.rank()), cfg.run.progress_interval);
   const RoundsResult rounds = run_rounds(comm, cfg, plan, pipeline, *store, progress, times);
   phase.emplace(times, Phase::kCheckpoint);
+  std::vector<int64_t> recorded = rounds.recorded_since_flush;
   agree(comm, "checkpoint", [&] { store->flush(); });
+  agree(comm, "checkpoint", [&] {  // the last records' marks, and a flush that puts them on disk
+    mark_durable(*store, recorded);
+    store->flush();
+  });
   agree(comm, "close", [&] { store->close(); });
   phase.reset();
   for (size_t p = 0; p < times.seconds.size(); ++p) times.seconds[p] += pipeline.times().seconds[p];

@@ -1,5 +1,7 @@
 #include "job/record.hpp"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "core/log.hpp"
@@ -28,12 +30,21 @@ int64_t sample_checksum(const torch::Tensor& image, int64_t identity, int64_t sa
 
 std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& store, int64_t samples,
                                      bool with_latents) {
-  torch::Tensor sums;
-  dist::agree(comm, "record", [&] { sums = store.read_rows(io::store_dataset::kSampleChecksum, 0, samples); });
+  torch::Tensor sums, durable;
+  dist::agree(comm, "record", [&] {
+    sums = store.read_rows(io::store_dataset::kSampleChecksum, 0, samples);
+    if (store.has_dataset(io::store_dataset::kSampleDurable)) {
+      durable = store.read_rows(io::store_dataset::kSampleDurable, 0, samples);
+    }
+  });
   const int64_t* sum = sums.data_ptr<int64_t>();
-  std::vector<int64_t> done;
+  const uint8_t* mark = durable.defined() ? durable.data_ptr<uint8_t>() : nullptr;
+  std::vector<int64_t> done;  // done samples to verify: those without a durable mark
+  int64_t done_total = 0;
   for (int64_t s = 0; s < samples; ++s) {
-    if (is_done(sum[s])) done.push_back(s);
+    if (!is_done(sum[s])) continue;
+    ++done_total;
+    if (mark == nullptr || mark[s] == 0) done.push_back(s);
   }
   const dist::Range part = dist::block_partition(static_cast<int64_t>(done.size()), comm.rank(), comm.size());
   const std::vector<int64_t> mine(done.begin() + part.begin, done.begin() + part.end);
@@ -63,10 +74,22 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
     if (!is_done(sum[s]) || bad[s] != 0) pending.push_back(s);
     redo += bad[s];
   }
+  if (comm.rank() == 0 && done_total > 0) {
+    log::info("resume: verified {} of {} done sample(s) against their checksums{}", done.size(), done_total,
+              static_cast<int64_t>(done.size()) < done_total ? " (the others were on disk at a completed checkpoint)"
+                                                             : "");
+  }
   if (redo > 0 && comm.rank() == 0) {
     log::warn("resume: {} sample(s) marked done failed their checksum and will be redone", redo);
   }
   return pending;
+}
+
+void mark_durable(io::OutputStore& store, std::vector<int64_t>& recorded) {
+  std::sort(recorded.begin(), recorded.end());
+  for_each_run(recorded, std::numeric_limits<int64_t>::max(),
+               [&](size_t a, int64_t n) { store.mark_durable(recorded[a], n); });
+  recorded.clear();
 }
 
 }  // namespace adaptdiff::job

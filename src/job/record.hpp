@@ -39,9 +39,16 @@ void for_each_run(const std::vector<int64_t>& rows, int64_t max_run, Fn&& fn) {
 }
 
 /// Samples still to do (COLLECTIVE): those never marked done, plus done ones whose stored data no longer
-/// match their checksum (verified in parallel, each rank a block of the done samples; rank 0 warns about
-/// those). `samples` = N*K; `with_latents`: the latents are part of the record. Increasing.
+/// match their checksum. Only done samples without a durable mark (io::store_dataset::kSampleDurable: their
+/// records came after the last completed checkpoint, or the file has no marks) are read back and verified,
+/// in parallel, each rank a block of them; rank 0 logs how many and warns about failures. `samples` = N*K;
+/// `with_latents`: the latents are part of the record. Increasing.
 std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& store, int64_t samples,
                                      bool with_latents);
+
+/// Marks `recorded` (this rank's samples whose records were written before a flush that has completed) durable
+/// in the store and empties the list. Not collective (independent writes); the marks reach the disk with the
+/// next flush.
+void mark_durable(io::OutputStore& store, std::vector<int64_t>& recorded);
 
 }  // namespace adaptdiff::job
