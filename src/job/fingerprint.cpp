@@ -115,7 +115,8 @@ int64_t check_same_run(const std::string& path, const std::map<std::string, std:
     if (old != value) diff += "\n  " + key.substr(key.find('.') + 1) + ": stored '" + old + "', this run '" + value + "'";
   }
   if (!diff.empty()) {
-    throw IoError("output: " + path + " was written by a different run; these parts differ:" + diff +
+    // The configuration does not fit the output it names: a usage error (exit 2), like any other found before work.
+    throw ConfigError("output: " + path + " was written by a different run; these parts differ:" + diff +
                   "\nNothing was changed." + hint);
   }
   const auto it = stored.find(kComputeBatchSize);

@@ -34,8 +34,8 @@ std::map<std::string, std::string> run_attributes(const config::RunConfig& cfg, 
 /// Root's map on every rank (COLLECTIVE).
 std::map<std::string, std::string> bcast_map(const dist::Comm& comm, const std::map<std::string, std::string>& m);
 
-/// Refuses (IoError naming the differing parts; nothing changed) an existing output that is unreadable or
-/// whose fingerprint or layout version differs from `attrs`; returns the compute batch size it records.
+/// Refuses an existing output whose fingerprint or layout version differs from `attrs` (ConfigError naming the
+/// differing parts) or that is unreadable (IoError); nothing is changed. Returns the compute batch size it records.
 /// Serial: one rank reads the file.
 int64_t check_same_run(const std::string& path, const std::map<std::string, std::string>& attrs, bool file_locking);
 

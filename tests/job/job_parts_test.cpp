@@ -21,6 +21,7 @@
 namespace fs = std::filesystem;
 namespace job = adaptdiff::job;
 namespace io = adaptdiff::io;
+using adaptdiff::ConfigError;
 using adaptdiff::IoError;
 using adaptdiff::test::expect_error;
 
@@ -105,7 +106,7 @@ TEST(Fingerprint, CheckSameRunNamesTheDifferingPartAndReturnsTheBatchSize) {
   const auto other = attributes_of(config_with(dir, {"guidance.w_max=0.25"}));  // collective (barrier)
   if (world().rank() == 0) {
     EXPECT_EQ(job::check_same_run(path, attrs, true), 5);
-    expect_error<IoError>([&] { job::check_same_run(path, other, true); },
+    expect_error<ConfigError>([&] { job::check_same_run(path, other, true); },
                           {"different run", "guidance: stored 'schedule=linear;w_max=1', this run "
                                             "'schedule=linear;w_max=0.25'", "--force-new"});
     expect_error<IoError>([&] { job::check_same_run(dir + "/run.toml", attrs, true); }, {"cannot be resumed"});
