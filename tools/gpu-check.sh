@@ -3,9 +3,9 @@
 # measures the GPU path. Two steps on two machines:
 #
 #   bash tools/gpu-check.sh pack          on a Debian 12 machine with network (e.g. where tools/setup.sh runs):
-#                                         fetches the build dependencies as .deb files and the golden reference
-#                                         data into gpu-check/ (about 35 MB; ignored by git). Copy or carry that
-#                                         folder with the checkout to the GPU machine.
+#                                         fetches the build dependencies as .deb files (about 17 MB) and the
+#                                         golden reference data (16 MB) into gpu-check/ (ignored by git). Copy or
+#                                         carry that folder with the checkout to the GPU machine.
 #   bash tools/gpu-check.sh run [OUT]     on the GPU machine: needs python3 with a CUDA torch (LibTorch, NCCL
 #                                         wheel), cmake, a C++ compiler and the CUDA toolkit's headers; no network
 #                                         and no packages installed. Unpacks the .debs into gpu-check/root (nothing
