@@ -39,15 +39,15 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
   });
   const int64_t* sum = sums.data_ptr<int64_t>();
   const uint8_t* mark = durable.defined() ? durable.data_ptr<uint8_t>() : nullptr;
-  std::vector<int64_t> done;  // done samples to verify: those without a durable mark
+  std::vector<int64_t> to_verify;  // done samples without a durable mark
   int64_t done_total = 0;
   for (int64_t s = 0; s < samples; ++s) {
     if (!is_done(sum[s])) continue;
     ++done_total;
-    if (mark == nullptr || mark[s] == 0) done.push_back(s);
+    if (mark == nullptr || mark[s] == 0) to_verify.push_back(s);
   }
-  const dist::Range part = dist::block_partition(static_cast<int64_t>(done.size()), comm.rank(), comm.size());
-  const std::vector<int64_t> mine(done.begin() + part.begin, done.begin() + part.end);
+  const dist::Range part = dist::block_partition(static_cast<int64_t>(to_verify.size()), comm.rank(), comm.size());
+  const std::vector<int64_t> mine(to_verify.begin() + part.begin, to_verify.begin() + part.end);
   std::vector<int64_t> bad(static_cast<size_t>(samples), 0);
   dist::agree(comm, "verify", [&] {
     for_each_run(mine, 256, [&](size_t a, int64_t n) {
@@ -75,9 +75,10 @@ std::vector<int64_t> pending_samples(const dist::Comm& comm, io::OutputStore& st
     redo += bad[s];
   }
   if (comm.rank() == 0 && done_total > 0) {
-    log::info("resume: verified {} of {} done sample(s) against their checksums{}", done.size(), done_total,
-              static_cast<int64_t>(done.size()) < done_total ? " (the others were on disk at a completed checkpoint)"
-                                                             : "");
+    log::info("resume: verified {} of {} done sample(s) against their checksums{}", to_verify.size(), done_total,
+              static_cast<int64_t>(to_verify.size()) < done_total
+                  ? " (the others were on disk at a completed checkpoint)"
+                  : "");
   }
   if (redo > 0 && comm.rank() == 0) {
     log::warn("resume: {} sample(s) marked done failed their checksum and will be redone", redo);

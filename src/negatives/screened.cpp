@@ -32,10 +32,18 @@ torch::Tensor product(const torch::Tensor& a, const torch::Tensor& bt) {
   return at::mm(a, bt);
 }
 
-void check_rows(const torch::Tensor& t, const char* what) {
-  if (!t.defined() || t.dim() != 2 || t.scalar_type() != torch::kDouble || !t.device().is_cpu()) {
-    throw InputError(std::string("negatives::update_best_screened: ") + what +
-                     " must be a 2-D float64 CPU tensor (output of normalize_rows)");
+/// The checks both folds start with: far or close, and normalised float64 CPU rows (outputs of normalize_rows).
+/// who: the public function, named in the InputError.
+void check_fold_inputs(const char* who, Strategy strategy, const torch::Tensor& q_hat, const torch::Tensor& c_hat) {
+  if (strategy != Strategy::kFar && strategy != Strategy::kClose) {
+    throw InputError(std::string(who) + ": strategy must be far or close, got " + to_string(strategy));
+  }
+  using Named = std::pair<const torch::Tensor*, const char*>;
+  for (const auto& [t, what] : {Named{&q_hat, "queries"}, Named{&c_hat, "candidates"}}) {
+    if (!t->defined() || t->dim() != 2 || t->scalar_type() != torch::kDouble || !t->device().is_cpu()) {
+      throw InputError(std::string(who) + ": the normalised " + what +
+                       " must be a 2-D float64 CPU tensor (output of normalize_rows)");
+    }
   }
 }
 
@@ -70,12 +78,7 @@ double screen_margin(int64_t D) {
 
 void update_best_screened(Best& best, Strategy strategy, const torch::Tensor& q_hat, const torch::Tensor& c_hat,
                           int64_t candidate_offset, bool exclude_self) {
-  if (strategy != Strategy::kFar && strategy != Strategy::kClose) {
-    throw InputError(std::string("negatives::update_best_screened: strategy must be far or close, got ") +
-                     to_string(strategy));
-  }
-  check_rows(q_hat, "q_hat");
-  check_rows(c_hat, "c_hat");
+  check_fold_inputs("negatives::update_best_screened", strategy, q_hat, c_hat);
   const int64_t nq = q_hat.size(0), nc = c_hat.size(0), D = q_hat.size(1);
   if (nq != static_cast<int64_t>(best.index.size()) || (nc > 0 && c_hat.size(1) != D) || candidate_offset < 0) {
     throw InputError("negatives::update_best_screened: " + std::to_string(nq) + " queries of width " +
@@ -165,12 +168,7 @@ constexpr int64_t kDeviceQueryRows = 1024;  // queries of one device product ([1
 
 void update_best_screened_on_device(Best& best, Strategy strategy, const torch::Tensor& q_hat,
                                     const torch::Tensor& pool_hat, const torch::Tensor& pool32, bool exclude_self) {
-  if (strategy != Strategy::kFar && strategy != Strategy::kClose) {
-    throw InputError(std::string("negatives::update_best_screened_on_device: strategy must be far or close, got ") +
-                     to_string(strategy));
-  }
-  check_rows(q_hat, "q_hat");
-  check_rows(pool_hat, "pool_hat");
+  check_fold_inputs("negatives::update_best_screened_on_device", strategy, q_hat, pool_hat);
   const int64_t nq = q_hat.size(0), N = pool_hat.size(0), D = q_hat.size(1);
   if (nq != static_cast<int64_t>(best.index.size()) || (N > 0 && pool_hat.size(1) != D) || !pool32.defined() ||
       pool32.scalar_type() != torch::kFloat || pool32.sizes() != pool_hat.sizes()) {
